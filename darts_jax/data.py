@@ -1,0 +1,467 @@
+"""Datasets, the DARTS search split, per-epoch batching and host prefetch.
+
+Images stay uint8 on the host ([n, H, W, C]); normalisation and augmentation
+run on the device (`darts_jax.augmentation`).
+
+Where data comes from (`load_source`):
+  * `digits`: scikit-learn's bundled 8x8 digits, no files needed.
+  * `cifar10`, `cifar100`, `mnist`, `fashion_mnist`: a standard tfds dataset
+    already prepared as array_record under `data_dir`; else the project's
+    builder (`darts_jax.tfds_builders`), prepared from the official archives in
+    `<data_dir>/downloads/manual/` or downloaded when the network is reachable.
+  * `imagenet2012`: a standard tfds dataset prepared as array_record only.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import queue
+import tarfile
+import threading
+import time
+from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from darts_jax.errors import UserError
+
+DATASETS: tuple[str, ...] = ('digits', 'cifar10', 'cifar100', 'mnist',
+                             'fashion_mnist', 'imagenet2012')
+SPLITS: tuple[str, ...] = ('train', 'test')
+
+# Fixed permutation seed of the digits train/test split (never change it:
+# results depend on it).
+_DIGITS_SPLIT_SEED = 20190423
+_DIGITS_NUM_TRAIN = 1437
+
+# Seconds to wait for an official download URL before declaring it offline.
+_PROBE_TIMEOUT_S = 5.0
+
+_IMAGENET_SIZE = 224
+_IMAGENET_RESIZE = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """Static facts about a dataset.
+
+  `num_train`/`num_test` are those of the full official dataset; the source
+  in use may differ (e.g. a test fixture): use `len(source)` for sizes.
+  """
+  name: str
+  num_classes: int
+  image_shape: tuple[int, int, int]  # (H, W, C) as fed to the model.
+  mean: tuple[float, ...]  # Per channel, for images scaled to [0, 1].
+  std: tuple[float, ...]
+  num_train: int
+  num_test: int
+
+
+_INFOS: dict[str, DatasetInfo] = {
+    'digits': DatasetInfo('digits', 10, (8, 8, 1), (0.3053,), (0.3759,),
+                          1437, 360),
+    'cifar10': DatasetInfo('cifar10', 10, (32, 32, 3),
+                           (0.4914, 0.4822, 0.4465),
+                           (0.2470, 0.2435, 0.2616), 50000, 10000),
+    'cifar100': DatasetInfo('cifar100', 100, (32, 32, 3),
+                            (0.5071, 0.4865, 0.4409),
+                            (0.2673, 0.2564, 0.2762), 50000, 10000),
+    'mnist': DatasetInfo('mnist', 10, (28, 28, 1), (0.1307,), (0.3081,),
+                         60000, 10000),
+    'fashion_mnist': DatasetInfo('fashion_mnist', 10, (28, 28, 1), (0.2860,),
+                                 (0.3530,), 60000, 10000),
+    'imagenet2012': DatasetInfo('imagenet2012', 1000, (224, 224, 3),
+                                (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                                1281167, 50000),
+}
+
+
+@runtime_checkable
+class Source(Protocol):
+  """Random access to (images, labels), like a tfds data source."""
+
+  def __len__(self) -> int:
+    ...
+
+  def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns images uint8 [n, H, W, C] and labels int32 [n]."""
+    ...
+
+
+def get_info(name: str) -> DatasetInfo:
+  """Returns the `DatasetInfo` of `name`."""
+  if name not in _INFOS:
+    raise UserError(f'unknown dataset {name!r}: choose one of '
+                    f'{", ".join(DATASETS)}')
+  return _INFOS[name]
+
+
+def default_data_dir() -> str:
+  """`$TFDS_DATA_DIR`, else `~/tensorflow_datasets`."""
+  return os.path.expanduser(
+      os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets')
+
+
+# ----------------------------------------------------------------------------
+# Sources.
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+  """A source over in-memory arrays."""
+  images: np.ndarray  # uint8 [n, H, W, C]
+  labels: np.ndarray  # int32 [n]
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    indices = np.asarray(indices)
+    return self.images[indices], self.labels[indices]
+
+
+def _get_examples(data_source: Any, indices: np.ndarray) -> Sequence[dict]:
+  """Examples at `indices`, batched through `__getitems__` when it works."""
+  keys = [int(i) for i in np.asarray(indices).reshape(-1)]
+  if not keys:
+    return []
+  try:
+    return data_source.__getitems__(keys)
+  except TypeError:  # tfds.testing.mock_data's __getitems__ is broken.
+    return [data_source[k] for k in keys]
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsSource:
+  """A source over a tfds data source of fixed-shape images."""
+  data_source: Any  # tfds ArrayRecordDataSource (or anything alike).
+
+  def __len__(self) -> int:
+    return len(self.data_source)
+
+  def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    examples = _get_examples(self.data_source, indices)
+    return _stack(examples)
+
+
+def _stack(examples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+  images = np.stack([np.asarray(e['image'], np.uint8) for e in examples])
+  labels = np.asarray([e['label'] for e in examples], np.int32)
+  return images, labels
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageNetSource:
+  """ImageNet at 224x224: per-example host preprocessing with PIL.
+
+  train: random-resized crop + horizontal flip, from a numpy RNG seeded by
+  (seed, epoch, index), so every epoch sees new crops, reproducibly. Use
+  `with_epoch` (or `for_epoch`) to move to another epoch.
+  test: resize the shorter side to 256, center crop 224.
+  """
+  data_source: Any
+  train: bool
+  seed: int = 0
+  epoch: int = 0
+  num_threads: int = 8
+
+  def __len__(self) -> int:
+    return len(self.data_source)
+
+  def with_epoch(self, epoch: int) -> ImageNetSource:
+    return dataclasses.replace(self, epoch=int(epoch))
+
+  def _one(self, index: int) -> tuple[np.ndarray, int]:
+    (example,) = _get_examples(self.data_source, np.asarray([index]))
+    if self.train:
+      rng = np.random.default_rng([self.seed, self.epoch, index])
+      image = random_resized_crop_flip(example['image'], rng)
+    else:
+      image = resize_center_crop(example['image'])
+    return image, int(example['label'])
+
+  def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    indices = [int(i) for i in np.asarray(indices).reshape(-1)]
+    # PIL decodes and resizes without the GIL: threads give real speedup.
+    with concurrent.futures.ThreadPoolExecutor(self.num_threads) as pool:
+      out = list(pool.map(self._one, indices))
+    images = np.stack([o[0] for o in out]) if out else np.zeros(
+        (0, _IMAGENET_SIZE, _IMAGENET_SIZE, 3), np.uint8)
+    return images, np.asarray([o[1] for o in out], np.int32)
+
+
+def for_epoch(source: Source, epoch: int) -> Source:
+  """`source` for `epoch` (only sources with random host preprocessing vary)."""
+  with_epoch = getattr(source, 'with_epoch', None)
+  return with_epoch(epoch) if with_epoch is not None else source
+
+
+def random_resized_crop_flip(
+    image: np.ndarray, rng: np.random.Generator, size: int = _IMAGENET_SIZE,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> np.ndarray:
+  """Inception-style random-resized crop to `size` plus a random flip."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  pil = Image.fromarray(np.asarray(image, np.uint8)).convert('RGB')
+  w, h = pil.size
+  side = min(w, h)  # Fallback: the central square.
+  box = ((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2)
+  for _ in range(10):
+    area = w * h * rng.uniform(*scale)
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+    cw = int(round(np.sqrt(area * aspect)))
+    ch = int(round(np.sqrt(area / aspect)))
+    if 0 < cw <= w and 0 < ch <= h:
+      x0 = int(rng.integers(0, w - cw + 1))
+      y0 = int(rng.integers(0, h - ch + 1))
+      box = (x0, y0, x0 + cw, y0 + ch)
+      break
+  pil = pil.resize((size, size), Image.BILINEAR, box=box)
+  out = np.asarray(pil, np.uint8)
+  return out[:, ::-1] if rng.random() < 0.5 else out
+
+
+def resize_center_crop(image: np.ndarray, resize: int = _IMAGENET_RESIZE,
+                       size: int = _IMAGENET_SIZE) -> np.ndarray:
+  """Resizes the shorter side to `resize`, then center-crops `size`."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  pil = Image.fromarray(np.asarray(image, np.uint8)).convert('RGB')
+  w, h = pil.size
+  s = resize / min(w, h)
+  nw, nh = max(size, round(w * s)), max(size, round(h * s))
+  pil = pil.resize((nw, nh), Image.BILINEAR)
+  x0, y0 = (nw - size) // 2, (nh - size) // 2
+  return np.asarray(pil.crop((x0, y0, x0 + size, y0 + size)), np.uint8)
+
+
+# ----------------------------------------------------------------------------
+# Loading.
+
+
+def load_source(name: str, split: str, data_dir: str | None = None, *,
+                download: bool = True, seed: int = 0) -> Source:
+  """Returns a random-access `Source` for `split` ('train' or 'test').
+
+  Args:
+    name: one of `DATASETS`.
+    split: 'train' or 'test' (ImageNet's 'test' is its validation set).
+    data_dir: tfds data dir; default `default_data_dir()`.
+    download: whether the project builders may download the official
+      archives (only tried when the URL answers within a few seconds).
+    seed: seed of ImageNet's random train crops.
+
+  Raises:
+    UserError: unknown name or split, or the data is not available.
+  """
+  get_info(name)  # Validates the name.
+  if split not in SPLITS:
+    raise UserError(f'unknown split {split!r} for {name}: use one of '
+                    f'{", ".join(SPLITS)}')
+  if name == 'digits':
+    return _load_digits(split)
+  data_dir = os.path.expanduser(os.fspath(data_dir or default_data_dir()))
+  tfds_split = 'validation' if (name == 'imagenet2012' and
+                                split == 'test') else split
+  data_source, std_error = _standard_data_source(name, tfds_split, data_dir)
+  if data_source is None and name != 'imagenet2012':
+    data_source = _project_data_source(name, split, data_dir, download,
+                                       std_error)
+  if data_source is None:
+    raise UserError(
+        f'{name} is not prepared under {data_dir} and cannot be prepared '
+        f'here (it needs TensorFlow): on a machine with tensorflow-datasets '
+        f'and TensorFlow, put ILSVRC2012_img_train.tar and '
+        f'ILSVRC2012_img_val.tar into {data_dir}/downloads/manual/, run '
+        f'`tfds build imagenet2012 --data_dir={data_dir} '
+        f'--file_format=array_record`, then rerun{std_error}')
+  if name == 'imagenet2012':
+    return ImageNetSource(data_source, train=split == 'train', seed=seed)
+  return TfdsSource(data_source)
+
+
+def _load_digits(split: str) -> ArraySource:
+  """scikit-learn's digits as uint8 0..255, fixed 1437/360 split."""
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  digits = datasets.load_digits()
+  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  labels = digits.target.astype(np.int32)
+  perm = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(len(labels))
+  part = perm[:_DIGITS_NUM_TRAIN] if split == 'train' else perm[
+      _DIGITS_NUM_TRAIN:]
+  part = np.sort(part)
+  return ArraySource(images[part], labels[part])
+
+
+def _standard_data_source(name: str, split: str,
+                          data_dir: str) -> tuple[Any | None, str]:
+  """tfds's own prepared dataset, or (None, a note on why it is unusable)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir,
+                            download=False), ''
+  except Exception as e:  # pylint: disable=broad-except
+    # tfds raises assorted types for "not there" (AssertionError,
+    # NotImplementedError for a missing or TFRecord-only dataset, ...).
+    if not os.path.isdir(os.path.join(data_dir, name)):
+      return None, ''
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return None, (f' (found {os.path.join(data_dir, name)} but could not '
+                  f'read it: {reason}; it must be prepared with '
+                  f'file_format=array_record)')
+
+
+def _project_data_source(name: str, split: str, data_dir: str, download: bool,
+                         std_error: str) -> Any:
+  """The project builder's data source, preparing it if possible."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from darts_jax import tfds_builders  # pylint: disable=g-import-not-at-top
+  builder_cls = tfds_builders.BUILDERS[name]
+  builder = builder_cls(data_dir=data_dir, file_format='array_record')
+  if not builder.is_prepared():
+    manual_dir = os.path.join(data_dir, 'downloads', 'manual')
+    spec = builder_cls.ARCHIVE
+    have_manual = all(
+        os.path.isfile(os.path.join(manual_dir, f)) for f in spec.files)
+    if not have_manual and not (
+        download and all(tfds_builders.url_reachable(u, _PROBE_TIMEOUT_S)
+                         for u in spec.urls)):
+      raise UserError(
+          f'{name} is not prepared under {data_dir} and cannot be downloaded '
+          f'here: copy {spec.help_text()} into {manual_dir}/ and rerun'
+          f'{std_error}')
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir,
+                                          try_download_gcs=False)
+    try:
+      builder.download_and_prepare(download_config=config)
+    except (OSError, EOFError, ValueError, tarfile.TarError) as e:
+      reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+      source = manual_dir if have_manual else 'the download'
+      raise UserError(
+          f'could not prepare {name} from {source}: {reason}; replace '
+          f'{", ".join(spec.files)} with the official file(s)') from e
+  return builder.as_data_source(split=split)
+
+
+# ----------------------------------------------------------------------------
+# Index arithmetic.
+
+
+def search_split(num_examples: int, train_portion: float = 0.5,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """DARTS's split of the train set into search-train and search-val.
+
+  Returns two disjoint sorted int64 index arrays covering range(num_examples):
+  the first `floor(train_portion * num_examples)` entries of a permutation
+  seeded by `seed`, and the rest.
+  """
+  if not 0.0 < train_portion < 1.0:
+    raise UserError(f'train_portion must be in (0, 1), got {train_portion}')
+  num_train = int(np.floor(train_portion * num_examples))
+  if num_train < 1 or num_train >= num_examples:
+    raise UserError(f'cannot split {num_examples} examples with '
+                    f'train_portion={train_portion}: a part would be empty')
+  perm = np.random.default_rng(seed).permutation(num_examples)
+  return np.sort(perm[:num_train]), np.sort(perm[num_train:])
+
+
+def epoch_batches(indices: np.ndarray, batch_size: int, seed: int, epoch: int,
+                  process_index: int = 0, process_count: int = 1) -> np.ndarray:
+  """This process's index batches of one epoch.
+
+  The epoch is a permutation of `indices` seeded by (seed, epoch), cut into
+  global batches of `batch_size` (the remainder dropped). Each process takes
+  its own contiguous slice of every global batch.
+
+  Returns:
+    int64 [steps, batch_size // process_count].
+  """
+  indices = np.asarray(indices, np.int64).reshape(-1)
+  if batch_size <= 0 or batch_size % process_count:
+    raise UserError(f'batch_size {batch_size} must be a positive multiple of '
+                    f'the process count {process_count}')
+  if not 0 <= process_index < process_count:
+    raise UserError(f'process_index {process_index} is not in '
+                    f'[0, {process_count})')
+  steps = len(indices) // batch_size
+  if steps == 0:
+    raise UserError(f'batch_size {batch_size} is larger than the '
+                    f'{len(indices)} examples to batch: lower batch_size')
+  perm = np.random.default_rng([seed, epoch]).permutation(indices)
+  batches = perm[:steps * batch_size].reshape(steps, batch_size)
+  local = batch_size // process_count
+  return batches[:, process_index * local:(process_index + 1) * local]
+
+
+# ----------------------------------------------------------------------------
+# Prefetching.
+
+
+@dataclasses.dataclass
+class _Failure:
+  error: BaseException
+
+
+class BatchLoader:
+  """Iterates host batches of `source`, prefetched by a background thread.
+
+  Each iteration starts at `start_step` (for resume) and yields
+  {'image': uint8 [b, H, W, C], 'label': int32 [b]} for the remaining rows of
+  `index_batches`. `wait_seconds` accumulates the time the consumer waited for
+  a batch (input-bound if it grows).
+  """
+
+  def __init__(self, source: Source, index_batches: np.ndarray,
+               start_step: int = 0, prefetch: int = 3):
+    self.source = source
+    self.index_batches = np.asarray(index_batches)
+    if self.index_batches.ndim != 2:
+      raise ValueError('index_batches must be [steps, batch]')
+    if not 0 <= start_step <= len(self.index_batches):
+      raise UserError(f'start_step {start_step} is outside the '
+                      f'{len(self.index_batches)} steps of the epoch')
+    self.start_step = start_step
+    self.prefetch = prefetch
+    self.wait_seconds = 0.0
+
+  def __len__(self) -> int:
+    return len(self.index_batches) - self.start_step
+
+  def _produce(self, out: queue.Queue, stop: threading.Event) -> None:
+    """Thread body: fills `out` until done or `stop` is set."""
+
+    def put(item: Any) -> bool:
+      while not stop.is_set():
+        try:
+          out.put(item, timeout=0.05)
+          return True
+        except queue.Full:
+          pass
+      return False
+
+    try:
+      for step in range(self.start_step, len(self.index_batches)):
+        images, labels = self.source.get(self.index_batches[step])
+        if not put({'image': images, 'label': labels}):
+          return
+    except BaseException as e:  # pylint: disable=broad-except
+      put(_Failure(e))
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    out: queue.Queue = queue.Queue(maxsize=self.prefetch)
+    stop = threading.Event()
+    thread = threading.Thread(target=self._produce, args=(out, stop),
+                              daemon=True, name='BatchLoader')
+    thread.start()
+    try:
+      for _ in range(len(self)):
+        start = time.perf_counter()
+        item = out.get()
+        self.wait_seconds += time.perf_counter() - start
+        if isinstance(item, _Failure):
+          raise item.error
+        yield item
+    finally:
+      stop.set()
+      thread.join(timeout=5)

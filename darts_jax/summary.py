@@ -1,0 +1,165 @@
+"""Parameter and multiply-add counts of an evaluation network, and a CLI.
+
+  python -m darts_jax.summary --config=experiments/augment_cifar10.py \
+      [--genotype=DARTS_V2] [--image_size=32] [--num_classes=10]
+
+prints one JSON line: genotype, network, params, params_millions, macs,
+macs_millions, input_shape. Nothing is compiled: shapes come from
+`jax.eval_shape`, so even the full ImageNet network takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+
+from darts_jax import augment_net
+from darts_jax import augment_ops
+from darts_jax.errors import UserError
+
+_AUX_PREFIX = 'auxiliary'
+
+NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000,
+               'imagenet': 1000}
+IMAGE_SIZE = {'cifar': 32, 'imagenet': 224}
+
+
+def _abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
+  x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
+  return jax.eval_shape(lambda k, x: model.init(k, x, train=False),
+                        jax.random.key(0), x)
+
+
+def count_params(model: nn.Module, input_shape: Sequence[int]) -> int:
+  """Number of trainable weights, auxiliary head excluded (as the papers and
+  the reference code's count_parameters_in_MB count). BN running statistics
+  are not weights. `input_shape` is NHWC, e.g. (1, 32, 32, 3)."""
+  params = _abstract_variables(model, input_shape)['params']
+  total = 0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    names = [getattr(k, 'key', str(k)) for k in path]
+    if not any(str(n).startswith(_AUX_PREFIX) for n in names):
+      total += math.prod(leaf.shape)
+  return total
+
+
+def _layer_macs(module: nn.Module, x: Any, out: Any) -> int:
+  """Multiply-adds per example of one conv or dense call (0 otherwise)."""
+  if not hasattr(out, 'shape') or not hasattr(x, 'shape'):
+    return 0
+  positions = math.prod(out.shape[1:-1])  # Output pixels (1 for dense).
+  c_in, c_out = x.shape[-1], out.shape[-1]
+  if isinstance(module, augment_ops.Conv):
+    kh, kw = augment_ops._pair(module.kernel_size)  # pylint: disable=protected-access
+    return positions * kh * kw * c_in * c_out
+  if isinstance(module, augment_ops.DepthwiseConv):
+    return positions * module.kernel_size ** 2 * c_out
+  if isinstance(module, nn.Conv):
+    ks = module.kernel_size
+    ks = (ks,) * (x.ndim - 2) if isinstance(ks, int) else tuple(ks)
+    return positions * math.prod(ks) * c_in // module.feature_group_count * c_out
+  if isinstance(module, nn.Dense):
+    return positions * c_in * c_out
+  return 0
+
+
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+  """Multiply-adds per image of the inference network (no auxiliary head).
+
+  Counts convolutions and linear layers only (BN, ReLU, pooling and additions
+  are left out). It traces `model.init(..., train=False)` under
+  `jax.eval_shape` inside `flax.linen.intercept_methods`: every call of
+  `augment_ops.Conv`, `augment_ops.DepthwiseConv`, `nn.Conv` or `nn.Dense`
+  outside the auxiliary head is counted from its input channels, kernel size
+  and output shape. Counting at the module level, not from the traced
+  program, keeps the count independent of how `darts_jax.conv` lowers a conv
+  on this platform (e.g. depthwise as shifted slices on CPU), and strided
+  convs count only the outputs they produce. `input_shape` is NHWC; the
+  result is per image.
+  """
+  total = 0
+
+  def interceptor(next_fun, args, kwargs, context):
+    nonlocal total
+    out = next_fun(*args, **kwargs)
+    module = context.module
+    if (context.method_name == '__call__' and args
+        and not any(str(n).startswith(_AUX_PREFIX) for n in module.path)):
+      total += _layer_macs(module, args[0], out)
+    return out
+
+  with nn.intercept_methods(interceptor):
+    _abstract_variables(model, input_shape)
+  return total
+
+
+def summarize(config: Any, genotype_spec: str | None = None,
+              image_size: int | None = None,
+              num_classes: int | None = None) -> dict[str, Any]:
+  """The summary dict the CLI prints, for an augment config."""
+  spec = genotype_spec or config.get('genotype')
+  if not spec:
+    raise UserError('no genotype: pass --genotype=NAME|TEXT|PATH or set '
+                    'config.genotype')
+  network = config.model.network
+  if num_classes is None:
+    name = config.dataset.name
+    if name not in NUM_CLASSES:
+      raise UserError(f'unknown number of classes for dataset {name!r}; pass '
+                      '--num_classes')
+    num_classes = NUM_CLASSES[name]
+  model = augment_net.build_augment_model(config.model, spec, num_classes)
+  size = image_size or IMAGE_SIZE[network]
+  shape = (1, size, size, 3)
+  params = count_params(model, shape)
+  macs = count_macs(model, shape)
+  return {
+      'genotype': str(spec),
+      'network': network,
+      'params': params,
+      'params_millions': round(params / 1e6, 2),
+      'macs': macs,
+      'macs_millions': round(macs / 1e6, 1),
+      'input_shape': list(shape),
+  }
+
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Augment config file, e.g. experiments/augment_cifar10.py.')
+_GENOTYPE = flags.DEFINE_string(
+    'genotype', None,
+    'Zoo name, genotype text, .json/.txt path or workdir; default: '
+    'config.genotype.')
+_IMAGE_SIZE = flags.DEFINE_integer(
+    'image_size', None, 'Input height = width; default 32 (cifar) or 224 '
+    '(imagenet).')
+_NUM_CLASSES = flags.DEFINE_integer(
+    'num_classes', None, 'Classifier outputs; default from config.dataset.name.')
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    if _CONFIG.value is None:
+      raise UserError('pass --config=experiments/augment_cifar10.py (or '
+                      'another augment config)')
+    summary = summarize(_CONFIG.value, _GENOTYPE.value, _IMAGE_SIZE.value,
+                        _NUM_CLASSES.value)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(json.dumps(summary))
+
+
+if __name__ == '__main__':
+  app.run(main)
