@@ -1,0 +1,26 @@
+"""Default configs that the files in experiments/ start from and override."""
+
+import ml_collections
+
+from darts_jax import genotypes
+
+SEARCH_ORDERS = {'first': 'first', 'second': 'second_exact', 'second_fd': 'second_fd'}
+
+
+def search_config(order: str = 'first') -> ml_collections.ConfigDict:
+  """The paper's CIFAR-10 search settings (Liu et al. 2019, sec. 3.1 and A.1)."""
+  if order not in SEARCH_ORDERS:
+    raise ValueError(f'unknown search order {order!r}; use one of {sorted(SEARCH_ORDERS)}')
+  config = ml_collections.ConfigDict()
+  config.mode = 'search'
+  config.seed = 2
+  config.dataset = dict(name='cifar10', data_dir=None, train_portion=0.5)
+  config.search_space = dict(primitives=list(genotypes.PRIMITIVES), steps=4, multiplier=4)
+  config.model = dict(init_channels=16, layers=8, stem_multiplier=3, depthwise_impl='auto')
+  config.train = dict(batch_size=64, epochs=50, lr=0.025, lr_min=0.001, momentum=0.9,
+                      weight_decay=3e-4, grad_clip=5.0, crop_padding=4)
+  config.arch = dict(order=SEARCH_ORDERS[order], lr=3e-4, beta1=0.5, beta2=0.999,
+                     weight_decay=1e-3)
+  config.eval_batch_size = 256
+  config.max_steps_per_epoch = -1  # > 0 caps the steps of every epoch (smoke runs).
+  return config

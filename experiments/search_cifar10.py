@@ -1,0 +1,25 @@
+"""DARTS search on CIFAR-10 with the paper's settings (Liu et al. 2019, sec. 3.1).
+
+Command (first order; `:second` for the exact second order, `:second_fd` for
+the paper's finite-difference second order):
+  python -m darts_jax.main --config=experiments/search_cifar10.py --workdir=/tmp/darts_c10
+  python -m darts_jax.main --config=experiments/search_cifar10.py:second --workdir=/tmp/darts_c10_2nd
+
+Data: CIFAR-10 prepared for tfds (or cifar-10-binary.tar.gz in
+<data_dir>/downloads/manual/). The search uses the 50k training images only,
+25k/25k; the test set is never read.
+Expected result: the paper reports a derived cell that, trained from scratch
+(experiments/augment_cifar10.py), reaches 3.00 +- 0.14 % (first order) and
+2.76 +- 0.09 % (second order) test error with ~3.3M parameters; the search's
+own validation accuracy ends near 88-90 %. The reference takes ~1.5 (first
+order) and ~4 (second order) GPU-days for 4 runs. On a 2-core CPU this config
+is not practical (see BUILD_NOTES.md for measured step times).
+"""
+
+import ml_collections
+
+from darts_jax import configs
+
+
+def get_config(arg: str = 'first') -> ml_collections.ConfigDict:
+  return configs.search_config(arg)
