@@ -24,3 +24,23 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   config.eval_batch_size = 256
   config.max_steps_per_epoch = -1  # > 0 caps the steps of every epoch (smoke runs).
   return config
+
+
+def augment_config() -> ml_collections.ConfigDict:
+  """The paper's CIFAR-10 evaluation settings (Liu et al. 2019, sec. 3.3 and A.2)."""
+  config = ml_collections.ConfigDict()
+  config.mode = 'augment'
+  config.seed = 0
+  config.genotype = 'DARTS_V2'
+  config.dataset = dict(name='cifar10', data_dir=None)
+  config.model = dict(
+      network='cifar', init_channels=36, layers=20, auxiliary=True, auxiliary_weight=0.4,
+      drop_path_prob=0.2)  # Final value; the trainer ramps it from 0.
+  config.train = dict(
+      batch_size=96, epochs=600, lr=0.025,
+      lr_schedule='cosine',  # Or 'exponential': lr * lr_decay ** epoch.
+      lr_min=0.0, lr_decay=0.97, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
+      label_smoothing=0.0, cutout=16, crop_padding=4)
+  config.eval_batch_size = 256
+  config.max_steps_per_epoch = -1  # > 0 caps the steps of every epoch (smoke runs).
+  return config

@@ -1,6 +1,7 @@
 """darts_jax command line: `python -m darts_jax.main --config=... --workdir=...`.
 
-The config's `mode` picks the phase: 'search' (supernet + derived genotype).
+The config's `mode` picks the phase: 'search' (supernet + derived genotype) or
+'augment' (train a genotype from scratch and evaluate it on the test split).
 Errors in the user's input print one `error: ...` line and exit with status 2.
 """
 
@@ -27,7 +28,10 @@ def run(config, workdir: str) -> dict:
   if config.mode == 'search':
     from darts_jax import search  # pylint: disable=g-import-not-at-top
     return search.search(config, workdir)
-  raise UserError(f'unknown config.mode {config.mode!r}; use "search"')
+  if config.mode == 'augment':
+    from darts_jax import augment  # pylint: disable=g-import-not-at-top
+    return augment.train_and_evaluate(config, workdir)
+  raise UserError(f'unknown config.mode {config.mode!r}; use "search" or "augment"')
 
 
 def main(argv):

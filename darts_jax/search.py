@@ -268,15 +268,19 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     progress = metrics.Progress(steps_per_epoch, desc=f'epoch {epoch + 1}/{config.train.epochs}',
                                 enabled=is_main)
     step_metrics = []
-    step_times = []
+    loop_start = time.time()
+    first_step_seconds = None
     for train_batch, val_batch in zip(*loaders):
-      t0 = time.time()
       state, m = search_step(state, parallel.shard_batch(train_batch, mesh),
                              parallel.shard_batch(val_batch, mesh))
       step_metrics.append(m)
+      if first_step_seconds is None:  # Includes the compile in the first epoch.
+        jax.block_until_ready(m)
+        first_step_seconds = time.time() - loop_start
+        rest_start = time.time()
       progress.update(1)
-      step_times.append(time.time() - t0)
     jax.block_until_ready(state)
+    rest_seconds = time.time() - rest_start
     progress.close()
     host = jax.device_get(step_metrics)
     bad = [i for i, m in enumerate(host) if not m['finite']]
@@ -302,8 +306,9 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
         'alpha_lr': config.arch.lr,
         'alpha_entropy_normal': float(alpha_entropy(alphas['normal'])),
         'alpha_entropy_reduce': float(alpha_entropy(alphas['reduce'])),
-        'first_step_seconds': step_times[0],
-        'step_seconds': float(np.median(step_times[1:])) if len(step_times) > 1 else step_times[0],
+        'first_step_seconds': first_step_seconds,
+        'step_seconds': (rest_seconds / (len(host) - 1) if len(host) > 1
+                         else first_step_seconds),
         'epoch_seconds': time.time() - epoch_start,
         'data_wait_fraction': sum(l.wait_seconds for l in loaders) / max(
             time.time() - epoch_start, 1e-9),
@@ -329,6 +334,11 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpoint.write_npz(os.path.join(workdir, 'alphas.npz'),
                          primitives=np.array(primitives), **alphas)
     checkpoint.write_json(os.path.join(workdir, 'result.json'), result)
+    from darts_jax import report  # pylint: disable=g-import-not-at-top
+    try:
+      report.write_report(workdir)
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning('could not write the run report: %s', e)
   return result
 
 

@@ -39,17 +39,23 @@ def _abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
                         jax.random.key(0), x)
 
 
-def count_params(model: nn.Module, input_shape: Sequence[int]) -> int:
-  """Number of trainable weights, auxiliary head excluded (as the papers and
-  the reference code's count_parameters_in_MB count). BN running statistics
-  are not weights. `input_shape` is NHWC, e.g. (1, 32, 32, 3)."""
-  params = _abstract_variables(model, input_shape)['params']
+def count_weights(params: Any) -> int:
+  """Weights in a params tree, auxiliary head excluded (as the papers and the
+  reference code's count_parameters_in_MB count)."""
   total = 0
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     names = [getattr(k, 'key', str(k)) for k in path]
     if not any(str(n).startswith(_AUX_PREFIX) for n in names):
       total += math.prod(leaf.shape)
   return total
+
+
+def count_params(model: nn.Module, input_shape: Sequence[int]) -> int:
+  """Trainable weights of `model` without its auxiliary head (shapes only).
+
+  BN running statistics are not weights. `input_shape` is NHWC, e.g. (1, 32, 32, 3).
+  """
+  return count_weights(_abstract_variables(model, input_shape)['params'])
 
 
 def _layer_macs(module: nn.Module, x: Any, out: Any) -> int:
@@ -133,19 +139,6 @@ def summarize(config: Any, genotype_spec: str | None = None,
   }
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Augment config file, e.g. experiments/augment_cifar10.py.')
-_GENOTYPE = flags.DEFINE_string(
-    'genotype', None,
-    'Zoo name, genotype text, .json/.txt path or workdir; default: '
-    'config.genotype.')
-_IMAGE_SIZE = flags.DEFINE_integer(
-    'image_size', None, 'Input height = width; default 32 (cifar) or 224 '
-    '(imagenet).')
-_NUM_CLASSES = flags.DEFINE_integer(
-    'num_classes', None, 'Classifier outputs; default from config.dataset.name.')
-
-
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -161,5 +154,22 @@ def main(argv: Sequence[str]) -> None:
   print(json.dumps(summary))
 
 
+def _define_flags():
+  """Flags exist only when this module is the program (importing it defines none)."""
+  global _CONFIG, _GENOTYPE, _IMAGE_SIZE, _NUM_CLASSES  # pylint: disable=global-statement
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config', None, 'Augment config file, e.g. experiments/augment_cifar10.py.')
+  _GENOTYPE = flags.DEFINE_string(
+      'genotype', None,
+      'Zoo name, genotype text, .json/.txt path or workdir; default: '
+      'config.genotype.')
+  _IMAGE_SIZE = flags.DEFINE_integer(
+      'image_size', None, 'Input height = width; default 32 (cifar) or 224 '
+      '(imagenet).')
+  _NUM_CLASSES = flags.DEFINE_integer(
+      'num_classes', None, 'Classifier outputs; default from config.dataset.name.')
+
+
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

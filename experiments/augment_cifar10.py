@@ -24,34 +24,8 @@ the low utilization typical of depthwise-heavy small-image nets.
 
 import ml_collections
 
+from darts_jax import configs
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.mode = 'augment'
-  config.seed = 0
-  config.genotype = 'DARTS_V2'
-  config.dataset = ml_collections.ConfigDict(
-      dict(name='cifar10', data_dir=None))
-  config.model = ml_collections.ConfigDict(dict(
-      network='cifar',
-      init_channels=36,
-      layers=20,
-      auxiliary=True,
-      auxiliary_weight=0.4,
-      drop_path_prob=0.2,  # Final value; the trainer ramps it from 0.
-  ))
-  config.train = ml_collections.ConfigDict(dict(
-      batch_size=96,
-      epochs=600,
-      lr=0.025,
-      lr_schedule='cosine',
-      lr_min=0.0,
-      lr_decay=0.97,  # Used only by lr_schedule='exponential'.
-      momentum=0.9,
-      weight_decay=3e-4,
-      grad_clip=5.0,
-      label_smoothing=0.0,
-      cutout=16,
-      crop_padding=4,
-  ))
-  return config
+  return configs.augment_config()

@@ -1,0 +1,240 @@
+"""The DARTS evaluation ("augment"): train a fixed genotype from scratch.
+
+Follows `search.py`'s layout: model and pure maths, config checks, the loop.
+`train_and_evaluate(config, workdir)` is the entry point (`darts_jax.main`
+calls it for config.mode == 'augment'); it trains on the whole train split,
+evaluates on the test split every epoch and resumes from the workdir's
+checkpoint when there is one.
+"""
+
+import os
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from darts_jax import augment_net
+from darts_jax import augment_ops
+from darts_jax import augmentation
+from darts_jax import checkpoint
+from darts_jax import data
+from darts_jax import genotypes
+from darts_jax import metrics
+from darts_jax import parallel
+from darts_jax import search
+from darts_jax import summary
+from darts_jax.errors import UserError
+
+LR_SCHEDULES = ('cosine', 'exponential')
+
+
+# ---------------------------------------------------------------------------
+# Model and pure maths.
+
+
+def learning_rate(config, epoch):
+  t = config.train
+  if t.lr_schedule == 'cosine':
+    return search.cosine_lr(config, epoch)
+  return t.lr * t.lr_decay ** epoch
+
+
+def loss_with_smoothing(logits, labels, smoothing: float):
+  if smoothing == 0:
+    return search.cross_entropy(logits, labels)
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+
+
+def preprocess(key, batch, info: data.DatasetInfo, crop_padding: int, cutout: int):
+  """Random crop and flip, normalize, then cutout (on the normalized images)."""
+  k_crop, k_cut = jax.random.split(key)
+  batch = search.preprocess(k_crop, batch, info, crop_padding)
+  if cutout > 0:
+    batch = dict(batch, image=augmentation.cutout(k_cut, batch['image'], cutout))
+  return batch
+
+
+def make_train_step(model, config, info: data.DatasetInfo, steps_per_epoch: int):
+  """One jitted SGD step; the drop path probability ramps up linearly per epoch."""
+  t, m = config.train, config.model
+
+  def step(state, batch):
+    key = jax.random.fold_in(jax.random.key(config.seed), state['step'])
+    k_aug, k_drop = jax.random.split(key)
+    batch = preprocess(k_aug, batch, info, t.crop_padding, t.cutout)
+    epoch = state['step'] // steps_per_epoch
+    lr = learning_rate(config, epoch)
+    drop_prob = m.drop_path_prob * epoch / t.epochs if m.drop_path_prob > 0 else None
+
+    def loss_fn(params):
+      (logits, aux), updates = model.apply(
+          {'params': params, 'batch_stats': state['batch_stats']}, batch['image'],
+          train=True, drop_path_prob=drop_prob, rngs={'dropout': k_drop},
+          mutable=['batch_stats'])
+      loss = loss_with_smoothing(logits, batch['label'], t.label_smoothing)
+      if aux is not None:
+        loss += m.auxiliary_weight * loss_with_smoothing(aux, batch['label'],
+                                                         t.label_smoothing)
+      return loss, (logits, updates['batch_stats'])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state['params'])
+    params, momentum = search.sgd_momentum_update(
+        state['params'], grads, state['momentum'], lr, t.momentum, t.weight_decay,
+        t.grad_clip)
+    new_state = {'step': state['step'] + 1, 'params': params, 'batch_stats': batch_stats,
+                 'momentum': momentum}
+    step_metrics = {'train_loss': loss, 'lr': lr, 'finite': jnp.isfinite(loss),
+                    'train_acc': jnp.mean(jnp.argmax(logits, -1) == batch['label'])}
+    return new_state, step_metrics
+
+  return step
+
+
+def make_eval_step(model, info: data.DatasetInfo):
+  """Loss/accuracy sums of a batch with running BN statistics."""
+
+  def eval_step(state, batch, mask):
+    images = augmentation.normalize(batch['image'], info.mean, info.std)
+    logits, _ = model.apply({'params': state['params'], 'batch_stats': state['batch_stats']},
+                            images, train=False)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
+    correct = jnp.argmax(logits, -1) == batch['label']
+    return jnp.sum(losses * mask), jnp.sum(correct * mask), jnp.sum(mask)
+
+  return eval_step
+
+
+def init_state(model, config, info: data.DatasetInfo):
+  """Weights, batch statistics and the momentum buffer, all explicit."""
+  x = jnp.zeros((1,) + info.image_shape, jnp.float32)
+  # Shapes do not depend on the batch; 'rbg' compiles much faster on XLA:CPU
+  # (see search.init_state).
+  key = jax.random.key(jax.random.randint(jax.random.key(config.seed), (), 0, 2**31 - 1),
+                       impl='rbg')
+  variables = jax.jit(lambda k: model.init(k, x, train=True))(key)
+  params = variables['params']
+  return {
+      'step': jnp.zeros((), jnp.int32),
+      'params': params,
+      'batch_stats': variables['batch_stats'],
+      'momentum': jax.tree.map(jnp.zeros_like, params),
+  }
+
+
+# ---------------------------------------------------------------------------
+# Validation of the config.
+
+
+def check_config(config, info: data.DatasetInfo, num_devices: int, process_count: int):
+  t = config.train
+  for name in ('batch_size', 'epochs'):
+    if t[name] <= 0:
+      raise UserError(f'config.train.{name} must be positive, got {t[name]}')
+  if t.lr_schedule not in LR_SCHEDULES:
+    raise UserError(f'unknown config.train.lr_schedule {t.lr_schedule!r}; use one of '
+                    f'{LR_SCHEDULES}')
+  if not 0 <= t.label_smoothing < 1:
+    raise UserError(f'config.train.label_smoothing must be in [0, 1), got '
+                    f'{t.label_smoothing}')
+  parallel.check_batch(t.batch_size, num_devices, process_count)
+  min_size = 2 ** len(set(augment_net.reduction_layers(config.model.layers)))
+  if min(info.image_shape[:2]) < min_size:
+    raise UserError(f'{info.name} images ({info.image_shape[0]}px) are too small for '
+                    f'{config.model.layers} cells; use fewer layers')
+
+
+# ---------------------------------------------------------------------------
+# The loop.
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (or resumes) config.genotype; writes metrics, checkpoints and result.json."""
+  # Setup.
+  info = data.get_info(config.dataset.name)
+  mesh = parallel.make_mesh()
+  check_config(config, info, mesh.size, jax.process_count())
+  genotype = genotypes.load_genotype(config.genotype,
+                                     known_ops=tuple(augment_ops.AUGMENT_OPS))
+  is_main = jax.process_index() == 0
+  checkpoint.prepare_workdir(workdir, config, mode='augment', write=is_main)
+
+  # Data: the whole train split for training, the test split for evaluation.
+  train_source = data.load_source(config.dataset.name, 'train', config.dataset.data_dir)
+  test_source = data.load_source(config.dataset.name, 'test', config.dataset.data_dir)
+  train_idx, test_idx = np.arange(len(train_source)), np.arange(len(test_source))
+  batch = config.train.batch_size
+  steps_per_epoch = len(train_idx) // batch
+  if steps_per_epoch == 0:
+    raise UserError(f'config.train.batch_size {batch} is larger than the '
+                    f'{len(train_idx)} training examples')
+  if config.max_steps_per_epoch > 0:
+    steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+
+  # Model and state.
+  model = augment_net.build_augment_model(config.model, genotype, info.num_classes)
+  state = init_state(model, config, info)
+  state, start_epoch = checkpoint.restore_latest(workdir, state)
+  state = parallel.replicate(state, mesh)
+  if start_epoch:
+    logging.info('resumed from the checkpoint of epoch %d in %s', start_epoch, workdir)
+
+  train_step = jax.jit(make_train_step(model, config, info, steps_per_epoch),
+                       donate_argnums=(0,))
+  eval_step = jax.jit(make_eval_step(model, info))
+  writer = metrics.MetricWriter(workdir, enabled=is_main)
+
+  test_acc = None
+  for epoch in range(start_epoch, config.train.epochs):
+    epoch_start = time.time()
+    loader = data.BatchLoader(train_source, data.epoch_batches(
+        train_idx, batch, config.seed, epoch, jax.process_index(),
+        jax.process_count())[:steps_per_epoch])
+    progress = metrics.Progress(steps_per_epoch, desc=f'epoch {epoch + 1}/{config.train.epochs}',
+                                enabled=is_main)
+    step_metrics = []
+    for train_batch in loader:
+      state, m = train_step(state, parallel.shard_batch(train_batch, mesh))
+      step_metrics.append(m)
+      progress.update(1)
+    jax.block_until_ready(state)
+    progress.close()
+    host = jax.device_get(step_metrics)
+    bad = [i for i, m in enumerate(host) if not m['finite']]
+    if bad:
+      raise UserError(
+          f'non-finite loss at step {epoch * steps_per_epoch + bad[0] + 1} (epoch '
+          f'{epoch + 1}); the last good checkpoint is kept; lower config.train.lr')
+
+    test_loss, test_acc = search.evaluate(eval_step, state, test_source, test_idx, config,
+                                          mesh)
+    epoch_summary = {
+        'epoch': epoch + 1,
+        'train_loss': float(np.mean([m['train_loss'] for m in host])),
+        'train_acc': float(np.mean([m['train_acc'] for m in host])),
+        'test_loss': test_loss, 'test_acc': test_acc,
+        'lr': float(host[-1]['lr']),
+        'drop_path_prob': config.model.drop_path_prob * epoch / config.train.epochs,
+        'epoch_seconds': time.time() - epoch_start,
+    }
+    writer.write((epoch + 1) * steps_per_epoch, epoch_summary)
+    checkpoint.save(workdir, state, epoch + 1, write=is_main)
+    logging.info('epoch %d: train_acc %.4f test_acc %.4f', epoch + 1,
+                 epoch_summary['train_acc'], test_acc)
+  writer.close()
+
+  if test_acc is None:  # Resumed a finished run: evaluate its final state.
+    _, test_acc = search.evaluate(eval_step, state, test_source, test_idx, config, mesh)
+  result = {
+      'test_acc': test_acc,
+      'params': summary.count_weights(jax.device_get(state['params'])),
+      'genotype': genotypes.genotype_to_text(genotype),
+  }
+  if is_main:
+    checkpoint.write_json(os.path.join(workdir, 'result.json'), result)
+  return result

@@ -1,0 +1,32 @@
+r"""Train the DARTS_V2 cell from scratch on scikit-learn's 8x8 digits (no download).
+
+Command:
+  python -m darts_jax.main --config=experiments/augment_digits.py \
+      --workdir=/tmp/aug_digits
+
+A 3-cell network (normal, reduction, reduction: 8 -> 4 -> 2 px), C=8, no
+auxiliary head, drop path ramped to 0.1, trained for 10 epochs at batch 64
+(22 steps per epoch) on the 1437 training digits, evaluated on the 360 test
+digits. Crop padding 1, no cutout (the images are only 8x8).
+Expected (measured once, 2-core CPU, cold compilation cache): test accuracy
+0.922 after 10 epochs (7,802 weights), 37 s wall in all: about 21 s of init
+and compile in the first epoch, then under 1 s per epoch.
+"""
+
+import ml_collections
+
+from darts_jax import configs
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = configs.augment_config()
+  config.dataset.name = 'digits'
+  config.model.init_channels = 8
+  config.model.layers = 3
+  config.model.auxiliary = False
+  config.model.drop_path_prob = 0.1
+  config.train.batch_size = 64
+  config.train.epochs = 10
+  config.train.crop_padding = 1
+  config.train.cutout = 0
+  return config
