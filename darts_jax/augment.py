@@ -143,10 +143,8 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
     raise UserError(f'config.train.label_smoothing must be in [0, 1), got '
                     f'{t.label_smoothing}')
   parallel.check_batch(t.batch_size, num_devices, process_count)
-  min_size = 2 ** len(set(augment_net.reduction_layers(config.model.layers)))
-  if min(info.image_shape[:2]) < min_size:
-    raise UserError(f'{info.name} images ({info.image_shape[0]}px) are too small for '
-                    f'{config.model.layers} cells; use fewer layers')
+  search.check_image_size(info, len(set(augment_net.reduction_layers(config.model.layers))),
+                          config.model.layers)
 
 
 # ---------------------------------------------------------------------------

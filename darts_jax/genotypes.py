@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from darts_jax import files
 from darts_jax.errors import UserError
 
 PRIMITIVES: tuple[str, ...] = (
@@ -710,19 +710,7 @@ def load_genotype(spec: str | os.PathLike[str],
 
 
 def _write_atomic(path: str, content: str) -> None:
-  directory = os.path.dirname(path) or '.'
-  fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.',
-                             suffix='.tmp', dir=directory)
-  try:
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-      f.write(content)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  files.write_atomic(path, lambda f: f.write(content.encode('utf-8')))
 
 
 def save_genotype(g: Genotype, directory: str | os.PathLike[str]) -> None:

@@ -31,7 +31,10 @@ def run(config, workdir: str) -> dict:
   if config.mode == 'augment':
     from darts_jax import augment  # pylint: disable=g-import-not-at-top
     return augment.train_and_evaluate(config, workdir)
-  raise UserError(f'unknown config.mode {config.mode!r}; use "search" or "augment"')
+  if config.mode == 'pipeline':
+    from darts_jax import pipeline  # pylint: disable=g-import-not-at-top
+    return pipeline.run_pipeline(config, workdir)
+  raise UserError(f'unknown config.mode {config.mode!r}; use "search", "augment" or "pipeline"')
 
 
 def main(argv):

@@ -207,10 +207,14 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
     raise UserError(f'unknown config.arch.order {config.arch.order!r}; use one of '
                     f'{architect.ORDERS}')
   parallel.check_batch(t.batch_size, num_devices, process_count)
-  min_size = 2 ** len(supernet.reduction_layers(config.model.layers))
-  if min(info.image_shape[:2]) < min_size:
+  check_image_size(info, len(supernet.reduction_layers(config.model.layers)),
+                   config.model.layers)
+
+
+def check_image_size(info: data.DatasetInfo, num_reductions: int, layers: int):
+  if min(info.image_shape[:2]) < 2 ** num_reductions:
     raise UserError(f'{info.name} images ({info.image_shape[0]}px) are too small for '
-                    f'{config.model.layers} cells; use fewer layers')
+                    f'{layers} cells; use fewer layers')
 
 
 # ---------------------------------------------------------------------------

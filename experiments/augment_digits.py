@@ -19,14 +19,4 @@ from darts_jax import configs
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = configs.augment_config()
-  config.dataset.name = 'digits'
-  config.model.init_channels = 8
-  config.model.layers = 3
-  config.model.auxiliary = False
-  config.model.drop_path_prob = 0.1
-  config.train.batch_size = 64
-  config.train.epochs = 10
-  config.train.crop_padding = 1
-  config.train.cutout = 0
-  return config
+  return configs.augment_digits_config()

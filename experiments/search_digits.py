@@ -18,14 +18,4 @@ from darts_jax import configs
 
 
 def get_config(arg: str = 'first') -> ml_collections.ConfigDict:
-  config = configs.search_config(arg)
-  config.seed = 0
-  config.dataset.name = 'digits'
-  config.model.init_channels = 8
-  config.model.layers = 2
-  config.train.epochs = 20
-  # 220 steps instead of the paper's ~19,500: a larger alpha step lets the
-  # architecture move within the demo (the paper uses 3e-4).
-  config.arch.lr = 6e-3
-  config.train.crop_padding = 1
-  return config
+  return configs.search_digits_config(arg)

@@ -1,0 +1,57 @@
+"""Search, then train the derived cell from scratch next to a random cell of the same space."""
+
+import os
+
+import ml_collections
+import numpy as np
+
+from darts_jax import augment
+from darts_jax import checkpoint
+from darts_jax import genotypes
+from darts_jax import search
+
+
+def random_genotype(primitives, steps: int, multiplier: int, seed: int) -> genotypes.Genotype:
+  """A uniformly random cell: per node 2 distinct inputs, each with a random non-'none' op."""
+  ops = [p for p in primitives if p != 'none']
+  rng = np.random.default_rng(seed)
+
+  def cell():
+    pairs = []
+    for node in range(steps):
+      for src in sorted(rng.choice(node + 2, size=2, replace=False)):
+        pairs.append((ops[rng.integers(len(ops))], int(src)))
+    return tuple(pairs)
+
+  concat = tuple(range(2 + steps - multiplier, steps + 2))
+  return genotypes.validate_genotype(genotypes.Genotype(cell(), concat, cell(), concat))
+
+
+def _train(config: ml_collections.ConfigDict, genotype, workdir: str) -> dict:
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.genotype = genotypes.genotype_to_text(genotype)
+  return augment.train_and_evaluate(config, workdir)
+
+
+def run_pipeline(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  checkpoint.prepare_workdir(workdir, config, mode='pipeline')
+  search_dir = os.path.join(workdir, 'search')
+  search_result = search.search(config.search, search_dir)
+  derived = genotypes.load_genotype(search_dir)
+  result = {'genotype': genotypes.genotype_to_text(derived),
+            'search_val_acc': search_result['val_acc']}
+  derived_result = _train(config.augment, derived, os.path.join(workdir, 'augment'))
+  result['test_acc'] = derived_result['test_acc']
+  result['params'] = derived_result['params']
+  if config.random_baseline:
+    space = config.search.search_space
+    random_cell = random_genotype(space.primitives, space.steps, space.multiplier, config.seed)
+    random_result = _train(config.augment, random_cell, os.path.join(workdir, 'random'))
+    result['random_genotype'] = genotypes.genotype_to_text(random_cell)
+    result['random_test_acc'] = random_result['test_acc']
+    result['random_params'] = random_result['params']
+  checkpoint.write_json(os.path.join(workdir, 'result.json'), result)
+  from darts_jax import report  # pylint: disable=g-import-not-at-top
+  report.write_report(workdir)
+  return result

@@ -1,0 +1,44 @@
+"""The chained pipeline: search, derived cell and random cell trained from scratch."""
+
+import json
+import os
+import sys
+
+from darts_jax import configs
+from darts_jax import genotypes
+from darts_jax import pipeline
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
+import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def test_random_genotype_is_valid_and_seeded():
+  prims = genotypes.PRIMITIVES
+  a = pipeline.random_genotype(prims, 4, 4, seed=3)
+  assert a == pipeline.random_genotype(prims, 4, 4, seed=3)
+  assert a != pipeline.random_genotype(prims, 4, 4, seed=4)
+  genotypes.validate_genotype(a, known_ops=prims)
+  for cell in (a.normal, a.reduce):
+    assert all(op != 'none' for op, _ in cell)
+    for node in range(4):
+      inputs = [src for _, src in cell[2 * node:2 * node + 2]]
+      assert len(set(inputs)) == 2 and max(inputs) < node + 2
+
+
+def test_tiny_pipeline_end_to_end(tmp_path):
+  augment = configs.augment_digits_config()
+  augment.model.init_channels = 4
+  augment.model.layers = 2
+  augment.train.batch_size = 16
+  augment.train.epochs = 1
+  augment.max_steps_per_epoch = 2
+  config = configs.pipeline_config(search_tiny.get_config(), augment)
+  result = pipeline.run_pipeline(config, str(tmp_path))
+  on_disk = json.load(open(tmp_path / 'result.json'))
+  assert on_disk['genotype'] == result['genotype']
+  for key in ('test_acc', 'random_test_acc', 'search_val_acc'):
+    assert 0.0 <= on_disk[key] <= 1.0
+  assert genotypes.parse_genotype(on_disk['random_genotype'])
+  for sub in ('search', 'augment', 'random'):
+    assert os.path.exists(tmp_path / sub / 'config.json')
+  assert os.path.exists(tmp_path / 'report.html')
