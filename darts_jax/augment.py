@@ -24,7 +24,9 @@ from darts_jax import checkpoint
 from darts_jax import data
 from darts_jax import genotypes
 from darts_jax import metrics
+from darts_jax import nb201
 from darts_jax import parallel
+from darts_jax import preemption
 from darts_jax import search
 from darts_jax import summary
 from darts_jax.errors import UserError
@@ -62,6 +64,7 @@ def preprocess(key, batch, info: data.DatasetInfo, crop_padding: int, cutout: in
 def make_train_step(model, config, info: data.DatasetInfo, steps_per_epoch: int):
   """One jitted SGD step; the drop path probability ramps up linearly per epoch."""
   t, m = config.train, config.model
+  dtype = search.compute_dtype(config)
 
   def step(state, batch):
     key = jax.random.fold_in(jax.random.key(config.seed), state['step'])
@@ -72,15 +75,16 @@ def make_train_step(model, config, info: data.DatasetInfo, steps_per_epoch: int)
     drop_prob = m.drop_path_prob * epoch / t.epochs if m.drop_path_prob > 0 else None
 
     def loss_fn(params):
+      # The network runs in the compute dtype; params, batch stats and loss stay float32.
       (logits, aux), updates = model.apply(
-          {'params': params, 'batch_stats': state['batch_stats']}, batch['image'],
-          train=True, drop_path_prob=drop_prob, rngs={'dropout': k_drop},
-          mutable=['batch_stats'])
+          {'params': search.cast_floats(params, dtype), 'batch_stats': state['batch_stats']},
+          batch['image'].astype(dtype), train=True, drop_path_prob=drop_prob,
+          rngs={'dropout': k_drop}, mutable=['batch_stats'])
       loss = loss_with_smoothing(logits, batch['label'], t.label_smoothing)
       if aux is not None:
         loss += m.auxiliary_weight * loss_with_smoothing(aux, batch['label'],
                                                          t.label_smoothing)
-      return loss, (logits, updates['batch_stats'])
+      return loss, (logits, search.like(updates['batch_stats'], state['batch_stats']))
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state['params'])
@@ -89,7 +93,8 @@ def make_train_step(model, config, info: data.DatasetInfo, steps_per_epoch: int)
         t.grad_clip)
     new_state = {'step': state['step'] + 1, 'params': params, 'batch_stats': batch_stats,
                  'momentum': momentum}
-    step_metrics = {'train_loss': loss, 'lr': lr, 'finite': jnp.isfinite(loss),
+    step_metrics = {'train_loss': loss, 'lr': lr,
+                    'finite': search.all_finite(loss, grads, params),
                     'train_acc': jnp.mean(jnp.argmax(logits, -1) == batch['label'])}
     return new_state, step_metrics
 
@@ -143,6 +148,14 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
     raise UserError(f'config.train.label_smoothing must be in [0, 1), got '
                     f'{t.label_smoothing}')
   parallel.check_batch(t.batch_size, num_devices, process_count)
+  parallel.check_batch(config.eval_batch_size, num_devices, process_count,
+                       'config.eval_batch_size')
+  search.compute_dtype(config)
+  preemption.checkpoint_settings(config)
+  search.check_seed(config.seed)
+  for name in ('crop_padding', 'cutout'):
+    if t[name] < 0:
+      raise UserError(f'config.train.{name} must be >= 0, got {t[name]}')
   search.check_image_size(info, len(set(augment_net.reduction_layers(config.model.layers))),
                           config.model.layers)
 
@@ -157,8 +170,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   info = data.get_info(config.dataset.name)
   mesh = parallel.make_mesh()
   check_config(config, info, mesh.size, jax.process_count())
-  genotype = genotypes.load_genotype(config.genotype,
-                                     known_ops=tuple(augment_ops.AUGMENT_OPS))
+  if nb201.is_arch_spec(config.genotype):  # A NAS-Bench-201 cell: its own network.
+    genotype = nb201.load_arch(config.genotype)
+  else:
+    genotype = genotypes.load_genotype(config.genotype,
+                                       known_ops=tuple(augment_ops.AUGMENT_OPS))
   is_main = jax.process_index() == 0
   checkpoint.prepare_workdir(workdir, config, mode='augment', write=is_main)
 
@@ -174,56 +190,77 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.max_steps_per_epoch > 0:
     steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
 
-  # Model and state.
-  model = augment_net.build_augment_model(config.model, genotype, info.num_classes)
+  # Model and state (resumed from the newest readable checkpoint, if any).
+  checkpoint_every, checkpoints_to_keep = preemption.checkpoint_settings(config)
+  if isinstance(genotype, nb201.Arch):
+    model = nb201.build_eval_model(config.model, genotype, info.num_classes)
+  else:
+    model = augment_net.build_augment_model(config.model, genotype, info.num_classes)
   state = init_state(model, config, info)
-  state, start_epoch = checkpoint.restore_latest(workdir, state)
+  state, meta = checkpoint.restore_latest(workdir, state)
   state = parallel.replicate(state, mesh)
-  if start_epoch:
-    logging.info('resumed from the checkpoint of epoch %d in %s', start_epoch, workdir)
+  start_step = int(jax.device_get(state['step']))
+  start_epoch = start_step // steps_per_epoch
+  if meta:
+    logging.info('resumed from the checkpoint of step %d in %s', start_step, workdir)
+  if is_main:  # Lines of epochs after the checkpoint are written again below.
+    checkpoint.truncate_jsonl(os.path.join(workdir, 'metrics.jsonl'), start_epoch)
 
-  train_step = jax.jit(make_train_step(model, config, info, steps_per_epoch),
-                       donate_argnums=(0,))
-  eval_step = jax.jit(make_eval_step(model, info))
+  train_step = parallel.jit(make_train_step(model, config, info, steps_per_epoch),
+                            donate_argnums=(0,))
+  eval_step = parallel.jit(make_eval_step(model, info))
   writer = metrics.MetricWriter(workdir, enabled=is_main)
 
   test_acc = None
-  for epoch in range(start_epoch, config.train.epochs):
-    epoch_start = time.time()
-    loader = data.BatchLoader(train_source, data.epoch_batches(
-        train_idx, batch, config.seed, epoch, jax.process_index(),
-        jax.process_count())[:steps_per_epoch])
-    progress = metrics.Progress(steps_per_epoch, desc=f'epoch {epoch + 1}/{config.train.epochs}',
-                                enabled=is_main)
-    step_metrics = []
-    for train_batch in loader:
-      state, m = train_step(state, parallel.shard_batch(train_batch, mesh))
-      step_metrics.append(m)
-      progress.update(1)
-    jax.block_until_ready(state)
-    progress.close()
-    host = jax.device_get(step_metrics)
-    bad = [i for i, m in enumerate(host) if not m['finite']]
-    if bad:
-      raise UserError(
-          f'non-finite loss at step {epoch * steps_per_epoch + bad[0] + 1} (epoch '
-          f'{epoch + 1}); the last good checkpoint is kept; lower config.train.lr')
+  with preemption.stop_on_sigterm() as stop_request:
+    guard = preemption.StepGuard(workdir, steps_per_epoch, checkpoint_every,
+                                 checkpoints_to_keep, stop_request,
+                                 hint='lower config.train.lr')
+    guard.last_saved_step = start_step if meta else None
+    step = start_step
+    for epoch in range(start_epoch, config.train.epochs):
+      epoch_start = time.time()
+      loader = data.BatchLoader(train_source, data.epoch_batches(
+          train_idx, batch, config.seed, epoch, jax.process_index(),
+          jax.process_count())[:steps_per_epoch], start_step=step - epoch * steps_per_epoch)
+      progress = metrics.Progress(steps_per_epoch,
+                                  desc=f'epoch {epoch + 1}/{config.train.epochs}',
+                                  enabled=is_main)
+      progress.n = step - epoch * steps_per_epoch
+      step_metrics = []
+      for train_batch in loader:
+        state, m = train_step(state, parallel.shard_batch(train_batch, mesh))
+        step += 1
+        step_metrics.append(m)
+        guard.add(step, m['finite'])
+        progress.update(1)
+        if guard.after_step(state, step):
+          progress.close()
+          writer.close()
+          return guard.preempted_result(step)
+      jax.block_until_ready(state)
+      progress.close()
+      guard.check_finite()
+      host = jax.device_get(step_metrics)
 
-    test_loss, test_acc = search.evaluate(eval_step, state, test_source, test_idx, config,
-                                          mesh)
-    epoch_summary = {
-        'epoch': epoch + 1,
-        'train_loss': float(np.mean([m['train_loss'] for m in host])),
-        'train_acc': float(np.mean([m['train_acc'] for m in host])),
-        'test_loss': test_loss, 'test_acc': test_acc,
-        'lr': float(host[-1]['lr']),
-        'drop_path_prob': config.model.drop_path_prob * epoch / config.train.epochs,
-        'epoch_seconds': time.time() - epoch_start,
-    }
-    writer.write((epoch + 1) * steps_per_epoch, epoch_summary)
-    checkpoint.save(workdir, state, epoch + 1, write=is_main)
-    logging.info('epoch %d: train_acc %.4f test_acc %.4f', epoch + 1,
-                 epoch_summary['train_acc'], test_acc)
+      test_loss, test_acc = search.evaluate(eval_step, state, test_source, test_idx, config,
+                                            mesh)
+      epoch_summary = {
+          'epoch': epoch + 1,
+          'train_loss': float(np.mean([m['train_loss'] for m in host])),
+          'train_acc': float(np.mean([m['train_acc'] for m in host])),
+          'test_loss': test_loss, 'test_acc': test_acc,
+          'lr': float(host[-1]['lr']),
+          'drop_path_prob': config.model.drop_path_prob * epoch / config.train.epochs,
+          'epoch_seconds': time.time() - epoch_start,
+      }
+      writer.write(step, epoch_summary)
+      guard.save(state, step)
+      logging.info('epoch %d: train_acc %.4f test_acc %.4f', epoch + 1,
+                   epoch_summary['train_acc'], test_acc)
+      if stop_request and epoch + 1 < config.train.epochs:
+        writer.close()
+        return guard.preempted_result(step)
   writer.close()
 
   if test_acc is None:  # Resumed a finished run: evaluate its final state.
@@ -231,7 +268,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   result = {
       'test_acc': test_acc,
       'params': summary.count_weights(jax.device_get(state['params'])),
-      'genotype': genotypes.genotype_to_text(genotype),
+      'genotype': (nb201.arch_to_string(genotype) if isinstance(genotype, nb201.Arch)
+                   else genotypes.genotype_to_text(genotype)),
   }
   if is_main:
     checkpoint.write_json(os.path.join(workdir, 'result.json'), result)

@@ -1,48 +1,55 @@
-"""Run state on disk: atomic checkpoints, the workdir's config, small files.
+"""Run state on disk: orbax checkpoints, the workdir's config, small files.
 
-A checkpoint is one `.npz` of the state's leaves (in pytree order) written to a
-temporary file and renamed into place, so a crash never leaves a half-written
-checkpoint; the last `KEEP` are kept. Restoring maps the leaves back onto a
-freshly initialised state of the same structure.
+A checkpoint is an orbax step directory `<workdir>/checkpoints/<step>/` with two
+items: `state`, the whole run state pytree (weights, batch statistics, alphas,
+both optimizer states, the step counter), and `meta`, JSON with the step, the
+completed epochs and the position in the epoch. Nothing else is needed to
+resume exactly:
+
+- the RNG is not stored: every step's key is fold_in(key(config.seed), step),
+  so the step counter is the RNG state;
+- the data position is `step % steps_per_epoch`: each epoch's batch order is a
+  function of (seed, epoch) (`data.epoch_batches`), so a resumed run skips the
+  epoch's first batches.
+
+Orbax writes a step into a temporary directory and renames it into place when
+complete, so a killed run never leaves a half-written checkpoint; saving here
+is synchronous and the last `keep` checkpoints are kept.
 """
 
-import glob
 import json
+import logging as std_logging
 import os
-import re
-import tempfile
+import shutil
 
 from absl import logging
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
+from darts_jax import files
 from darts_jax.errors import UserError
 
 KEEP = 2
-_NAME = re.compile(r'ckpt_(\d+)\.npz$')
+CHECKPOINTS = 'checkpoints'
+UNREADABLE = 'checkpoints_unreadable'
 
 
-def _atomic(path, write_fn, suffix):
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or '.', suffix=suffix)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      write_fn(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+def _not_orbax_info(record) -> bool:
+  """Drops orbax's INFO lines (dozens per save); its warnings and errors stay."""
+  is_orbax = f'{os.sep}orbax{os.sep}' in record.pathname
+  return record.levelno >= std_logging.WARNING or not is_orbax
+
+
+logging.get_absl_logger().addFilter(_not_orbax_info)
 
 
 def write_npz(path, **arrays):
-  _atomic(path, lambda f: np.savez(f, **arrays), '.npz.tmp')
+  files.write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def write_json(path, obj):
-  _atomic(path, lambda f: f.write((json.dumps(obj, indent=2) + '\n').encode()), '.json.tmp')
+  files.write_atomic(path, lambda f: f.write((json.dumps(obj, indent=2) + '\n').encode()))
 
 
 def prepare_workdir(workdir, config, mode: str, write: bool = True):
@@ -60,7 +67,7 @@ def prepare_workdir(workdir, config, mode: str, write: bool = True):
     try:
       with open(config_path, encoding='utf-8') as f:
         previous = json.load(f).get('mode')
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
       previous = None
     if previous and previous != mode:
       raise UserError(f'workdir {workdir} holds a {previous!r} run; use a new workdir for '
@@ -69,41 +76,115 @@ def prepare_workdir(workdir, config, mode: str, write: bool = True):
     write_json(config_path, json.loads(config.to_json_best_effort()))
 
 
-def _checkpoints(workdir):
-  found = []
-  for path in glob.glob(os.path.join(workdir, 'checkpoints', 'ckpt_*.npz')):
-    m = _NAME.search(path)
-    if m:
-      found.append((int(m.group(1)), path))
-  return sorted(found)
+def checkpoint_dir(workdir) -> str:
+  return os.path.abspath(os.path.join(workdir, CHECKPOINTS))
 
 
-def save(workdir, state, epoch: int, write: bool = True):
-  """Saves the state as of the end of `epoch` and prunes old checkpoints."""
-  leaves = jax.device_get(jax.tree.leaves(state))
-  if not write:
-    return
-  arrays = {f'leaf_{i:05d}': np.asarray(x) for i, x in enumerate(leaves)}
-  write_npz(os.path.join(workdir, 'checkpoints', f'ckpt_{epoch:06d}.npz'), **arrays)
-  for _, path in _checkpoints(workdir)[:-KEEP]:
-    os.remove(path)
+def _manager(workdir, keep: int = KEEP) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=False,
+      cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def saved_steps(workdir) -> list:
+  """Steps of the complete checkpoints in `workdir`, oldest first."""
+  if not os.path.isdir(checkpoint_dir(workdir)):
+    return []
+  with _manager(workdir) as manager:
+    return sorted(manager.all_steps())
+
+
+def save(workdir, state, step: int, steps_per_epoch: int, keep: int = KEEP):
+  """Saves the state after `step` steps (synchronously) and prunes to the last `keep`.
+
+  Every process calls it (orbax writes from the primary one).
+  """
+  epoch, step_in_epoch = divmod(int(step), steps_per_epoch)
+  meta = {'step': int(step), 'epoch': epoch, 'step_in_epoch': step_in_epoch,
+          'steps_per_epoch': steps_per_epoch}
+  with _manager(workdir, keep) as manager:
+    if step in manager.all_steps():  # Saving the same step again replaces it.
+      manager.delete(step)
+    elif os.path.exists(os.path.join(checkpoint_dir(workdir), str(step))):
+      _set_aside(workdir, [step])  # A damaged one orbax does not list: kept aside.
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               meta=ocp.args.JsonSave(meta)))
+    manager.wait_until_finished()
+
+
+def _restore(manager, step, abstract_state):
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+  return restored['state'], dict(restored['meta'])
+
+
+def _set_aside(workdir, steps):
+  """Moves unreadable checkpoints to <workdir>/checkpoints_unreadable/ (never deletes)."""
+  for step in steps:
+    target = os.path.join(workdir, UNREADABLE, str(step))
+    if os.path.exists(target):
+      target += f'.{len(os.listdir(os.path.dirname(target)))}'
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.move(os.path.join(checkpoint_dir(workdir), str(step)), target)
+    logging.warning('moved the unreadable checkpoint of step %d to %s', step, target)
 
 
 def restore_latest(workdir, state):
-  """(state, epoch) from the newest readable checkpoint, or (state, 0) without one."""
-  treedef = jax.tree.structure(state)
-  template = jax.tree.leaves(state)
-  for epoch, path in reversed(_checkpoints(workdir)):
-    try:
-      with np.load(path) as f:
-        leaves = [f[f'leaf_{i:05d}'] for i in range(len(template))]
-      for new, old in zip(leaves, template):
-        if new.shape != np.shape(old):
-          raise ValueError(f'shape {new.shape} != {np.shape(old)}')
-    except Exception as e:  # pylint: disable=broad-except
-      logging.warning('checkpoint %s is unreadable (%s); trying the previous one', path, e)
-      continue
-    leaves = [np.asarray(new).astype(np.asarray(old).dtype) if not jax.dtypes.issubdtype(
-        old.dtype, jax.dtypes.prng_key) else new for new, old in zip(leaves, template)]
-    return jax.tree.unflatten(treedef, leaves), epoch
-  return state, 0
+  """(state, meta) from the newest readable checkpoint, or (state, None) without one.
+
+  An unreadable checkpoint is logged and set aside and the previous one is
+  tried; if there are checkpoints but none is readable, raises UserError and
+  leaves every file where it is.
+  """
+  steps = saved_steps(workdir)
+  if not steps:
+    return state, None
+  abstract_state = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  unreadable = []
+  with _manager(workdir) as manager:
+    for step in reversed(steps):
+      try:
+        restored, meta = _restore(manager, step, abstract_state)
+      except Exception as e:  # pylint: disable=broad-except
+        reason = ' '.join(str(e).split())[:200] or type(e).__name__
+        logging.warning('checkpoint of step %d in %s is unreadable (%s); trying the '
+                        'previous one', step, checkpoint_dir(workdir), reason)
+        print(f'warning: checkpoint of step {step} is unreadable ({reason}); trying the '
+              'previous one', flush=True)
+        unreadable.append((step, reason))
+        continue
+      break
+    else:
+      newest, reason = unreadable[0]
+      raise UserError(
+          f'none of the {len(steps)} checkpoints in {checkpoint_dir(workdir)} is readable '
+          f'(step {newest}: {reason}); nothing was deleted; they may be damaged or from '
+          'another config: move the directory away to start over')
+  if unreadable and jax.process_index() == 0:
+    _set_aside(workdir, [s for s, _ in unreadable])
+  print(f'resuming from the checkpoint of step {step} in {checkpoint_dir(workdir)}',
+        flush=True)
+  return restored, meta
+
+
+def truncate_jsonl(path, max_epoch: int):
+  """Drops the lines of a JSON-lines file whose 'epoch' is after `max_epoch`.
+
+  A resumed run rewrites the epochs after its checkpoint; without this their
+  lines from the interrupted run would appear twice.
+  """
+  if not os.path.exists(path):
+    return
+  with open(path, encoding='utf-8') as f:
+    lines = f.readlines()
+  kept = [line for line in lines if _line_epoch(line) <= max_epoch]
+  if len(kept) != len(lines):
+    files.write_atomic(path, lambda f: f.write(''.join(kept).encode()))
+
+
+def _line_epoch(line: str) -> float:
+  try:
+    return json.loads(line).get('epoch', 0)
+  except (ValueError, AttributeError):
+    return float('inf')  # A torn last line from a killed run.

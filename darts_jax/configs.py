@@ -15,8 +15,15 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   config.mode = 'search'
   config.seed = 2
   config.dataset = dict(name='cifar10', data_dir=None, train_portion=0.5)
-  config.search_space = dict(primitives=list(genotypes.PRIMITIVES), steps=4, multiplier=4)
-  config.model = dict(init_channels=16, layers=8, stem_multiplier=3, depthwise_impl='auto')
+  config.search_space = dict(primitives=list(genotypes.PRIMITIVES), steps=4, multiplier=4,
+                             name='darts',  # Or 'nb201' (darts_jax/nb201.py).
+                             benchmark_path='', benchmark_dataset='cifar10')  # nb201 only.
+  # How alphas become edge weights: darts, gdas, pc_darts, drnas, random_ws (darts_jax/methods.py).
+  config.method = dict(name='darts', tau_max=10.0, tau_min=0.1, partial_channels=4,
+                       arch_start_epoch=0, dirichlet_eps=1e-3, reg_scale=1e-3,
+                       num_candidates=100, candidate_eval_examples=256, skip_unused_ops=True)
+  config.model = dict(init_channels=16, layers=8, stem_multiplier=3, depthwise_impl='auto',
+                      compute_dtype='float32')  # Or 'bfloat16' (params stay float32).
   config.train = dict(batch_size=64, epochs=50, lr=0.025, lr_min=0.001, momentum=0.9,
                       weight_decay=3e-4, grad_clip=5.0, crop_padding=4)
   config.arch = dict(order=SEARCH_ORDERS[order], lr=3e-4, beta1=0.5, beta2=0.999,
@@ -38,7 +45,8 @@ def augment_config() -> ml_collections.ConfigDict:
   config.dataset = dict(name='cifar10', data_dir=None)
   config.model = dict(
       network='cifar', init_channels=36, layers=20, auxiliary=True, auxiliary_weight=0.4,
-      drop_path_prob=0.2)  # Final value; the trainer ramps it from 0.
+      drop_path_prob=0.2,  # Final value; the trainer ramps it from 0.
+      compute_dtype='float32')  # Or 'bfloat16' (params stay float32).
   config.train = dict(
       batch_size=96, epochs=600, lr=0.025,
       lr_schedule='cosine',  # Or 'exponential': lr * lr_decay ** epoch.

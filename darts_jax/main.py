@@ -3,6 +3,10 @@
 The config's `mode` picks the phase: 'search' (supernet + derived genotype) or
 'augment' (train a genotype from scratch and evaluate it on the test split).
 Errors in the user's input print one `error: ...` line and exit with status 2.
+
+Several hosts: start the same command on every host with `--distributed=auto`
+(Cloud TPU VM, SLURM) or `--coordinator_address=HOST:PORT --num_processes=N
+--process_id=I`; each process feeds its own devices, process 0 writes the outputs.
 """
 
 import os
@@ -14,6 +18,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from darts_jax import parallel
 from darts_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -22,6 +27,13 @@ config_flags.DEFINE_config_file('config', None, 'Experiment config file (experim
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
 flags.DEFINE_string('compilation_cache', os.path.expanduser('~/.cache/darts_jax/xla'),
                     'Persistent XLA compilation cache directory ("" to disable).')
+flags.DEFINE_enum('distributed', 'off', ['off', 'auto'],
+                  'Several processes (hosts): "auto" calls jax.distributed.initialize() and '
+                  'lets JAX detect the cluster (Cloud TPU VM workers, SLURM, Open MPI).')
+flags.DEFINE_string('coordinator_address', '',
+                    'HOST:PORT of process 0, for a multi-process run launched by hand.')
+flags.DEFINE_integer('num_processes', 0, 'Number of processes (with --coordinator_address).')
+flags.DEFINE_integer('process_id', -1, 'This process\'s index (with --coordinator_address).')
 
 
 def run(config, workdir: str) -> dict:
@@ -40,15 +52,20 @@ def run(config, workdir: str) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:  # Before any other JAX call.
+    parallel.initialize_distributed(parallel.distributed_args(
+        FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id))
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
   if FLAGS.compilation_cache:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
   try:
-    if FLAGS.config is None:
-      raise UserError('no --config given; pass e.g. --config=experiments/search_digits.py')
+    config = load_config()
     if not FLAGS.workdir:
       raise UserError('no --workdir given; pass a directory for the run\'s outputs')
-    result = run(FLAGS.config, FLAGS.workdir)
+    result = run(config, FLAGS.workdir)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
@@ -57,5 +74,35 @@ def main(argv):
     print(f'{key}: {value}')
 
 
+def parse_flags(argv):
+  """absl's flag parsing; a bad flag or --config override is one `error:` line, exit 2."""
+  try:
+    return FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    # ml_collections raises AttributeError/ValueError/OSError with nested quotes.
+    print(f'error: {_one_line(e)}; check the --config.<field> names against the config '
+          'file', file=sys.stderr)
+    sys.exit(2)
+
+
+def _one_line(e: Exception) -> str:
+  text = str(e).replace('\\n', ' ').replace('\\', '').replace('"', '').replace("'", '')
+  text = ' '.join(text.split()).replace(' Did you mean', '. Did you mean')
+  return f'unknown config field {text}' if isinstance(e, AttributeError) else text
+
+
+def load_config():
+  """FLAGS.config, or a UserError when it is missing or its file does not load."""
+  try:
+    config = FLAGS.config
+    if config is not None:
+      config.get('mode')  # A config file that failed to load raises here.
+  except (OSError, SyntaxError, ValueError, AttributeError, ImportError) as e:
+    raise UserError(f'cannot load --config: {_one_line(e)}') from e
+  if config is None:
+    raise UserError('no --config given; pass e.g. --config=experiments/search_digits.py')
+  return config
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

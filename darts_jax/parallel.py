@@ -5,6 +5,8 @@ replicated; `jax.jit` then inserts the collectives (the mean loss, and so the
 batch-norm statistics, are over the global batch).
 """
 
+import itertools
+
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -20,13 +22,57 @@ def make_mesh() -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def check_batch(batch_size: int, num_devices: int, process_count: int = 1) -> None:
+def check_batch(batch_size: int, num_devices: int, process_count: int = 1,
+                name: str = 'config.train.batch_size') -> None:
+  """A global batch must split evenly over the devices and over the processes."""
+  if batch_size <= 0:
+    raise UserError(f'{name} must be positive, got {batch_size}')
   if batch_size % num_devices:
-    raise UserError(f'batch size {batch_size} does not divide across {num_devices} devices; '
-                    f'set config.train.batch_size to a multiple of {num_devices}')
+    raise UserError(f'{name} {batch_size} does not divide across {num_devices} devices; '
+                    f'set {name} to a multiple of {num_devices}')
   if batch_size % process_count:
-    raise UserError(f'batch size {batch_size} does not divide across {process_count} '
-                    'processes; use a multiple of the process count')
+    raise UserError(f'{name} {batch_size} does not divide across {process_count} '
+                    f'processes; set {name} to a multiple of {process_count}')
+
+
+def process_rows(batch_size: int, process_index: int, process_count: int) -> slice:
+  """This process's contiguous rows of a global batch (as in `data.epoch_batches`)."""
+  local = batch_size // process_count
+  return slice(process_index * local, (process_index + 1) * local)
+
+
+def distributed_args(mode: str, coordinator_address: str = '', num_processes: int = 0,
+                     process_id: int = -1):
+  """Keyword arguments of `jax.distributed.initialize`, or None for one process.
+
+  mode 'off': one process (unless a coordinator address is given); 'auto': let
+  JAX detect the cluster (Cloud TPU VM, SLURM, Open MPI, Kubernetes); an
+  explicit coordinator address needs the process count and this process's id.
+  """
+  if mode not in ('off', 'auto'):
+    raise UserError(f'unknown --distributed={mode}; use "off" or "auto"')
+  if coordinator_address:
+    if num_processes <= 0 or not 0 <= process_id < num_processes:
+      raise UserError('--coordinator_address needs --num_processes > 0 and --process_id in '
+                      f'[0, num_processes); got {num_processes} and {process_id}')
+    return {'coordinator_address': coordinator_address, 'num_processes': num_processes,
+            'process_id': process_id}
+  if num_processes > 0 or process_id >= 0:
+    raise UserError('--num_processes/--process_id need --coordinator_address=HOST:PORT '
+                    '(or use --distributed=auto on a managed cluster)')
+  return {} if mode == 'auto' else None
+
+
+def initialize_distributed(args) -> None:
+  """Joins the multi-process run; must run before any other JAX call."""
+  if args is None:
+    return
+  try:
+    jax.distributed.initialize(**args)
+  except ValueError as e:  # E.g. --distributed=auto outside a cluster JAX recognizes.
+    raise UserError(f'cannot start the multi-process run ({e}); outside Cloud TPU, SLURM or '
+                    'Open MPI pass --coordinator_address, --num_processes and --process_id'
+                    ) from e
 
 
 def replicate(tree, mesh):
@@ -38,3 +84,45 @@ def shard_batch(tree, mesh):
   sharding = NamedSharding(mesh, P(DATA_AXIS))
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+
+
+# Seconds a process waits at a barrier for the others (a slow compile on a loaded host).
+BARRIER_TIMEOUT_S = 3600
+_COMPILES = itertools.count()
+
+
+def wait_for_all_processes(name: str) -> None:
+  """Barrier through the coordination service (no device collective, long timeout)."""
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+  distributed.global_state.client.wait_at_barrier(name, BARRIER_TIMEOUT_S * 1000)
+
+
+def _signature(args):
+  leaves, treedef = jax.tree.flatten(args)
+  return treedef, tuple((np.shape(x), np.result_type(x), getattr(x, 'sharding', None))
+                        for x in leaves)
+
+
+def jit(fn, **jit_kwargs):
+  """`jax.jit(fn)`; with several processes, all compile before any runs.
+
+  CPU collectives (gloo) give up after 30 s, so a process that finished
+  compiling much earlier than another would fail its first collective: each
+  new signature is compiled ahead of time, then the processes meet at a barrier.
+  """
+  jitted = jax.jit(fn, **jit_kwargs)
+  if jax.process_count() == 1:
+    return jitted
+  compiled = {}
+
+  def call(*args):
+    key = _signature(args)
+    if key not in compiled:
+      compiled[key] = jitted.lower(*args).compile()
+      # Barrier names must be unique in the run; every process compiles in the same order.
+      wait_for_all_processes(f'compiled {getattr(fn, "__name__", "fn")} {next(_COMPILES)}')
+    return compiled[key](*args)
+
+  return call

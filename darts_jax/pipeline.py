@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -35,23 +36,32 @@ def _train(config: ml_collections.ConfigDict, genotype, workdir: str) -> dict:
 
 
 def run_pipeline(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  checkpoint.prepare_workdir(workdir, config, mode='pipeline')
+  is_main = jax.process_index() == 0  # Only process 0 writes files.
+  checkpoint.prepare_workdir(workdir, config, mode='pipeline', write=is_main)
   search_dir = os.path.join(workdir, 'search')
   search_result = search.search(config.search, search_dir)
-  derived = genotypes.load_genotype(search_dir)
+  if search_result.get('preempted'):
+    return search_result
+  # From the result, not the file process 0 may still be writing.
+  derived = genotypes.load_genotype(search_result['genotype'])
   result = {'genotype': genotypes.genotype_to_text(derived),
             'search_val_acc': search_result['val_acc']}
   derived_result = _train(config.augment, derived, os.path.join(workdir, 'augment'))
+  if derived_result.get('preempted'):
+    return derived_result
   result['test_acc'] = derived_result['test_acc']
   result['params'] = derived_result['params']
   if config.random_baseline:
     space = config.search.search_space
     random_cell = random_genotype(space.primitives, space.steps, space.multiplier, config.seed)
     random_result = _train(config.augment, random_cell, os.path.join(workdir, 'random'))
+    if random_result.get('preempted'):
+      return random_result
     result['random_genotype'] = genotypes.genotype_to_text(random_cell)
     result['random_test_acc'] = random_result['test_acc']
     result['random_params'] = random_result['params']
-  checkpoint.write_json(os.path.join(workdir, 'result.json'), result)
-  from darts_jax import report  # pylint: disable=g-import-not-at-top
-  report.write_report(workdir)
+  if is_main:
+    checkpoint.write_json(os.path.join(workdir, 'result.json'), result)
+    from darts_jax import report  # pylint: disable=g-import-not-at-top
+    report.write_report(workdir)
   return result

@@ -22,10 +22,13 @@ import optax
 from darts_jax import architect
 from darts_jax import augmentation
 from darts_jax import checkpoint
+from darts_jax import conv
 from darts_jax import data
 from darts_jax import genotypes
+from darts_jax import methods
 from darts_jax import metrics
 from darts_jax import parallel
+from darts_jax import preemption
 from darts_jax import search_ops
 from darts_jax import supernet
 from darts_jax.errors import UserError
@@ -36,6 +39,8 @@ from darts_jax.errors import UserError
 
 
 def build_model(config, num_classes: int) -> supernet.SearchNetwork:
+  if methods.space_name(config) != 'darts' or methods.method_name(config) != 'darts':
+    return methods.build_model(config, num_classes)  # Other spaces and methods.
   primitives = search_ops.check_primitives(config.search_space.primitives)
   return supernet.SearchNetwork(
       primitives=primitives, num_classes=num_classes,
@@ -85,6 +90,11 @@ def sgd_momentum_update(params, grads, buffer, lr, momentum, weight_decay, grad_
   return params, buffer
 
 
+def all_finite(*trees) -> jax.Array:
+  """True when every element of every leaf is finite (no overflow from squaring)."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(trees)]))
+
+
 def alpha_optimizer(config) -> optax.GradientTransformation:
   """Adam with L2 weight decay added to the gradient (PyTorch Adam semantics)."""
   a = config.arch
@@ -100,14 +110,42 @@ def preprocess(key, batch, info: data.DatasetInfo, crop_padding: int):
           'label': batch['label']}
 
 
-def make_loss_fn(model, batch_stats):
-  """loss_fn(params, alphas, batch) -> (loss, (logits, new_batch_stats))."""
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+
+
+def compute_dtype(config) -> jnp.dtype:
+  """config.model.compute_dtype: the dtype of the forward and backward passes."""
+  name = config.model.get('compute_dtype', 'float32')
+  if name not in COMPUTE_DTYPES:
+    raise UserError(f'unknown config.model.compute_dtype {name!r}; use one of {COMPUTE_DTYPES}')
+  return jnp.dtype(name)
+
+
+def cast_floats(tree, dtype):
+  """Floating-point leaves cast to `dtype`; gradients flow back through the cast."""
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def like(tree, reference):
+  """`tree` cast leaf by leaf to the dtypes of `reference` (e.g. float32 batch stats)."""
+  return jax.tree.map(lambda x, r: x.astype(r.dtype), tree, reference)
+
+
+def make_loss_fn(model, batch_stats, dtype=jnp.float32, weights_fn=edge_weights):
+  """loss_fn(params, alphas, batch) -> (loss, (logits, new_batch_stats)).
+
+  The network runs in `dtype` (params, images and edge weights are cast); the
+  params, alphas, batch statistics and the loss stay float32.
+  """
 
   def loss_fn(params, alphas, batch):
     logits, updates = model.apply(
-        {'params': params, 'batch_stats': batch_stats}, batch['image'], edge_weights(alphas),
+        {'params': cast_floats(params, dtype), 'batch_stats': batch_stats},
+        batch['image'].astype(dtype), cast_floats(weights_fn(alphas), dtype),
         train=True, mutable=['batch_stats'])
-    return cross_entropy(logits, batch['label']), (logits, updates['batch_stats'])
+    return cross_entropy(logits, batch['label']), (logits, like(updates['batch_stats'],
+                                                                 batch_stats))
 
   return loss_fn
 
@@ -123,24 +161,34 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
     train_batch = preprocess(k_train, train_batch, info, t.crop_padding)
     val_batch = preprocess(k_val, val_batch, info, t.crop_padding)
     lr = cosine_lr(config, state['step'] // steps_per_epoch)
+    # Edge weights per config.method (darts: softmax); one sample per forward kind.
+    epoch = state['step'] // steps_per_epoch
+    k_arch_val, k_arch_train = jax.random.split(jax.random.fold_in(key, 1))
 
     # Architecture step (on the validation batch).
-    loss_fn = make_loss_fn(model, state['batch_stats'])
-    a_grads, val_loss, (val_logits, _) = architect.alpha_grad(
+    loss_fn = make_loss_fn(model, state['batch_stats'], compute_dtype(config),
+                           methods.train_weights_fn(config, k_arch_val, epoch))
+    alpha_grad = architect.alpha_grad if methods.trains_alphas(config) else methods.no_alpha_grad
+    a_grads, val_loss, (val_logits, _) = alpha_grad(
         config.arch.order, loss_fn, state['params'], state['alphas'], train_batch, val_batch,
         lr, state['momentum'], t.momentum, t.weight_decay)
+    a_grads = methods.add_regularizer_grad(config, state['alphas'], a_grads)
     a_updates, a_opt = a_tx.update(a_grads, state['alpha_opt'], state['alphas'])
     alphas = optax.apply_updates(state['alphas'], a_updates)
+    alphas, a_opt = methods.gate_arch_update(config, epoch, (alphas, a_opt),
+                                             (state['alphas'], state['alpha_opt']))
 
     # Weight step (on the training batch, with the new alphas).
+    if methods.method_name(config) not in ('darts', 'pc_darts'):  # A fresh sample.
+      loss_fn = make_loss_fn(model, state['batch_stats'], compute_dtype(config),
+                             methods.train_weights_fn(config, k_arch_train, epoch))
     (train_loss, (train_logits, batch_stats)), w_grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state['params'], alphas, train_batch)
     params, momentum = sgd_momentum_update(
         state['params'], w_grads, state['momentum'], lr, t.momentum, t.weight_decay,
         t.grad_clip)
 
-    finite = jnp.isfinite(train_loss) & jnp.isfinite(val_loss) & jnp.all(
-        jnp.array([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(alphas)]))
+    finite = all_finite(train_loss, val_loss, w_grads, a_grads, params, alphas)
     new_state = {'step': state['step'] + 1, 'params': params, 'batch_stats': batch_stats,
                  'alphas': alphas, 'momentum': momentum, 'alpha_opt': a_opt}
     step_metrics = {
@@ -153,13 +201,13 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
   return step
 
 
-def make_eval_step(model, info: data.DatasetInfo):
+def make_eval_step(model, info: data.DatasetInfo, weights_fn=edge_weights):
   """Loss/accuracy sums of a batch with running BN statistics (the reference's infer)."""
 
   def eval_step(state, batch, mask):
     images = augmentation.normalize(batch['image'], info.mean, info.std)
     logits = model.apply({'params': state['params'], 'batch_stats': state['batch_stats']},
-                         images, edge_weights(state['alphas']), train=False)
+                         images, weights_fn(state['alphas']), train=False)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
     correct = jnp.argmax(logits, -1) == batch['label']
     return jnp.sum(losses * mask), jnp.sum(correct * mask), jnp.sum(mask)
@@ -172,14 +220,14 @@ def init_state(model, config, info: data.DatasetInfo):
   key = jax.random.key(config.seed)
   k_model, k_alpha = jax.random.split(key)
   num_ops = len(model.primitives)
-  n_edges = genotypes.num_edges(config.search_space.steps)
-  alphas = init_alphas(k_alpha, n_edges, num_ops)
+  alphas = methods.init_arch(config, k_alpha, num_ops)  # = init_alphas(...) for DARTS.
   # Parameter shapes do not depend on the batch, so init on one image.
   x = jnp.zeros((1,) + info.image_shape, jnp.float32)
   # 'rbg' random bits compile several times faster than threefry on XLA:CPU
   # (one threefry expansion per parameter array otherwise dominates the init).
   k_model = jax.random.key(jax.random.randint(k_model, (), 0, 2**31 - 1), impl='rbg')
-  variables = jax.jit(lambda k: model.init(k, x, edge_weights(alphas), train=True))(k_model)
+  variables = jax.jit(lambda k: model.init(k, x, methods.eval_weights(config, alphas),
+                                           train=True))(k_model)
   params = variables['params']
   return {
       'step': jnp.zeros((), jnp.int32),
@@ -207,8 +255,38 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
     raise UserError(f'unknown config.arch.order {config.arch.order!r}; use one of '
                     f'{architect.ORDERS}')
   parallel.check_batch(t.batch_size, num_devices, process_count)
+  parallel.check_batch(config.eval_batch_size, num_devices, process_count,
+                       'config.eval_batch_size')
+  compute_dtype(config)
+  preemption.checkpoint_settings(config)
+  methods.check_config(config)
+  check_seed(config.seed)
+  if methods.space_name(config) == 'darts':
+    check_search_space(config.search_space)
+  if t.crop_padding < 0:
+    raise UserError(f'config.train.crop_padding must be >= 0, got {t.crop_padding}')
+  if config.model.depthwise_impl not in conv.IMPLEMENTATIONS:
+    raise UserError(f'unknown config.model.depthwise_impl {config.model.depthwise_impl!r}; '
+                    f'use one of {conv.IMPLEMENTATIONS}')
   check_image_size(info, len(supernet.reduction_layers(config.model.layers)),
                    config.model.layers)
+
+
+def check_seed(seed):
+  if not isinstance(seed, int) or seed < 0:
+    raise UserError(f'config.seed must be an integer >= 0, got {seed!r}')
+
+
+def check_search_space(space):
+  if space.steps < 1:
+    raise UserError(f'config.search_space.steps must be positive, got {space.steps}')
+  if not 1 <= space.multiplier <= space.steps:
+    raise UserError(f'config.search_space.multiplier must be in 1..steps ({space.steps}), '
+                    f'got {space.multiplier}')
+  search_ops.check_primitives(space.primitives)
+  if all(p == 'none' for p in space.primitives):
+    raise UserError("config.search_space.primitives has no op other than 'none'; a genotype "
+                    'needs at least one real op')
 
 
 def check_image_size(info: data.DatasetInfo, num_reductions: int, layers: int):
@@ -242,17 +320,24 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.max_steps_per_epoch > 0:
     steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
 
-  # Model and state.
-  model = build_model(config, info.num_classes)
+  # Model and state (resumed from the newest readable checkpoint, if any).
+  checkpoint_every, checkpoints_to_keep = preemption.checkpoint_settings(config)
+  model = build_model(config, num_classes=info.num_classes)
   state = init_state(model, config, info)
-  state, start_epoch = checkpoint.restore_latest(workdir, state)
+  state, meta = checkpoint.restore_latest(workdir, state)
   state = parallel.replicate(state, mesh)
-  if start_epoch:
-    logging.info('resumed from the checkpoint of epoch %d in %s', start_epoch, workdir)
+  start_step = int(jax.device_get(state['step']))
+  start_epoch, start_offset = divmod(start_step, steps_per_epoch)
+  if meta:
+    logging.info('resumed from the checkpoint of step %d (epoch %d, step %d of it) in %s',
+                 start_step, start_epoch, start_offset, workdir)
+  if is_main:  # Lines of epochs after the checkpoint are written again below.
+    for name in ('metrics.jsonl', 'genotypes.jsonl'):
+      checkpoint.truncate_jsonl(os.path.join(workdir, name), start_epoch)
 
-  search_step = jax.jit(make_search_step(model, config, info, steps_per_epoch),
-                        donate_argnums=(0,))
-  eval_step = jax.jit(make_eval_step(model, info))
+  search_step = parallel.jit(make_search_step(model, config, info, steps_per_epoch),
+                             donate_argnums=(0,))
+  eval_step = parallel.jit(make_eval_step(model, info, methods.eval_weights_fn(config)))
   writer = metrics.MetricWriter(workdir, enabled=is_main)
   primitives = list(model.primitives)
 
@@ -261,80 +346,93 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   end_epoch = config.train.epochs
   if config.get('max_epochs_this_run', 0) > 0:
     end_epoch = min(end_epoch, start_epoch + config.max_epochs_this_run)
-  for epoch in range(start_epoch, end_epoch):
-    epoch_start = time.time()
-    loaders = [
-        data.BatchLoader(source, data.epoch_batches(
-            idx, batch, config.seed * 2 + k, epoch, jax.process_index(),
-            jax.process_count())[:steps_per_epoch])
-        for k, idx in enumerate((train_idx, val_idx))
-    ]
-    progress = metrics.Progress(steps_per_epoch, desc=f'epoch {epoch + 1}/{config.train.epochs}',
-                                enabled=is_main)
-    step_metrics = []
-    loop_start = time.time()
-    first_step_seconds = None
-    for train_batch, val_batch in zip(*loaders):
-      state, m = search_step(state, parallel.shard_batch(train_batch, mesh),
-                             parallel.shard_batch(val_batch, mesh))
-      step_metrics.append(m)
-      if first_step_seconds is None:  # Includes the compile in the first epoch.
-        jax.block_until_ready(m)
-        first_step_seconds = time.time() - loop_start
-        rest_start = time.time()
-      progress.update(1)
-    jax.block_until_ready(state)
-    rest_seconds = time.time() - rest_start
-    progress.close()
-    host = jax.device_get(step_metrics)
-    bad = [i for i, m in enumerate(host) if not m['finite']]
-    if bad:
-      raise UserError(
-          f'non-finite loss or alphas at step {epoch * steps_per_epoch + bad[0] + 1} '
-          f'(epoch {epoch + 1}); the last good checkpoint is kept; lower config.train.lr '
-          'or config.arch.lr')
+  with preemption.stop_on_sigterm() as stop_request:
+    guard = preemption.StepGuard(
+        workdir, steps_per_epoch, checkpoint_every, checkpoints_to_keep, stop_request,
+        hint='lower config.train.lr or config.arch.lr')
+    guard.last_saved_step = start_step if meta else None
+    step = start_step
+    for epoch in range(start_epoch, end_epoch):
+      epoch_start = time.time()
+      loaders = [
+          data.BatchLoader(source, data.epoch_batches(
+              idx, batch, config.seed * 2 + k, epoch, jax.process_index(),
+              jax.process_count())[:steps_per_epoch], start_step=step - epoch * steps_per_epoch)
+          for k, idx in enumerate((train_idx, val_idx))
+      ]
+      progress = metrics.Progress(steps_per_epoch,
+                                  desc=f'epoch {epoch + 1}/{config.train.epochs}',
+                                  enabled=is_main)
+      progress.n = step - epoch * steps_per_epoch
+      step_metrics = []
+      loop_start = time.time()
+      first_step_seconds = None
+      for train_batch, val_batch in zip(*loaders):
+        state, m = search_step(state, parallel.shard_batch(train_batch, mesh),
+                               parallel.shard_batch(val_batch, mesh))
+        step += 1
+        step_metrics.append(m)
+        guard.add(step, m['finite'])
+        if first_step_seconds is None:  # Includes the compile in the first epoch.
+          jax.block_until_ready(m)
+          first_step_seconds = time.time() - loop_start
+          rest_start = time.time()
+        progress.update(1)
+        if guard.after_step(state, step):
+          progress.close()
+          writer.close()
+          return guard.preempted_result(step)
+      jax.block_until_ready(state)
+      rest_seconds = time.time() - rest_start
+      progress.close()
+      guard.check_finite()
+      host = jax.device_get(step_metrics)
 
-    val_loss, val_acc = evaluate(eval_step, state, source, val_idx, config, mesh)
-    alphas = jax.device_get(state['alphas'])
-    genotype = genotypes.derive_genotype(alphas['normal'], alphas['reduce'], primitives,
-                                         config.search_space.steps,
-                                         config.search_space.multiplier)
-    epoch_summary = {
-        'epoch': epoch + 1,
-        'train_loss': float(np.mean([m['train_loss'] for m in host])),
-        'train_acc': float(np.mean([m['train_acc'] for m in host])),
-        'search_val_loss': float(np.mean([m['val_loss'] for m in host])),
-        'search_val_acc': float(np.mean([m['val_acc'] for m in host])),
-        'val_loss': val_loss, 'val_acc': val_acc,
-        'lr': float(host[-1]['lr']),
-        'alpha_lr': config.arch.lr,
-        'alpha_entropy_normal': float(alpha_entropy(alphas['normal'])),
-        'alpha_entropy_reduce': float(alpha_entropy(alphas['reduce'])),
-        'first_step_seconds': first_step_seconds,
-        'step_seconds': (rest_seconds / (len(host) - 1) if len(host) > 1
-                         else first_step_seconds),
-        'epoch_seconds': time.time() - epoch_start,
-        'data_wait_fraction': sum(l.wait_seconds for l in loaders) / max(
-            time.time() - epoch_start, 1e-9),
-    }
-    step = (epoch + 1) * steps_per_epoch
-    if is_main:
-      writer.write(step, epoch_summary)
-      for cell in ('normal', 'reduce'):
-        writer.write_alphas(step, cell, jax.nn.softmax(alphas[cell], -1), primitives)
-      write_epoch_outputs(workdir, epoch + 1, alphas, primitives, genotype)
-    checkpoint.save(workdir, state, epoch + 1, write=is_main)
-    logging.info('epoch %d: train_acc %.4f val_acc %.4f genotype %s', epoch + 1,
-                 epoch_summary['train_acc'], val_acc, genotypes.genotype_to_text(genotype))
+      val_loss, val_acc = evaluate(eval_step, state, source, val_idx, config, mesh)
+      alphas = jax.device_get(state['alphas'])
+      genotype = methods.derive(config, alphas)  # A Genotype, or an nb201.Arch.
+      epoch_summary = {
+          'epoch': epoch + 1,
+          'train_loss': float(np.mean([m['train_loss'] for m in host])),
+          'train_acc': float(np.mean([m['train_acc'] for m in host])),
+          'search_val_loss': float(np.mean([m['val_loss'] for m in host])),
+          'search_val_acc': float(np.mean([m['val_acc'] for m in host])),
+          'val_loss': val_loss, 'val_acc': val_acc,
+          'lr': float(host[-1]['lr']),
+          'alpha_lr': config.arch.lr,
+          **{f'alpha_entropy_{c}': float(alpha_entropy(alphas[c]))
+             for c in methods.cell_types(config)},
+          'first_step_seconds': first_step_seconds,
+          'step_seconds': (rest_seconds / (len(host) - 1) if len(host) > 1
+                           else first_step_seconds),
+          'epoch_seconds': time.time() - epoch_start,
+          'data_wait_fraction': sum(l.wait_seconds for l in loaders) / max(
+              time.time() - epoch_start, 1e-9),
+      }
+      if is_main:
+        writer.write(step, epoch_summary)
+        for cell, w in methods.derivation_weights(config, alphas).items():
+          writer.write_alphas(step, cell, w, primitives)
+        write_epoch_outputs(workdir, epoch + 1, alphas, primitives, genotype)
+      guard.save(state, step)
+      logging.info('epoch %d: train_acc %.4f val_acc %.4f genotype %s', epoch + 1,
+                   epoch_summary['train_acc'], val_acc, methods.arch_text(genotype))
+      if stop_request and epoch + 1 < end_epoch:
+        writer.close()
+        return guard.preempted_result(step)
 
   writer.close()
+  # random_ws: the best of N random candidates on validation data.
+  state, method_result = methods.finalize(config, state, eval_step, evaluate, source, val_idx,
+                                          mesh)
   alphas = jax.device_get(state['alphas'])
-  genotype = genotypes.derive_genotype(alphas['normal'], alphas['reduce'], primitives,
-                                       config.search_space.steps, config.search_space.multiplier)
-  result = {'genotype': genotypes.genotype_to_text(genotype),
-            'val_acc': epoch_summary.get('val_acc'), 'epochs': config.train.epochs}
+  genotype = methods.derive(config, alphas)
+  result = {'genotype': methods.arch_text(genotype),
+            'val_acc': epoch_summary.get('val_acc'), 'epochs': config.train.epochs,
+            'method': methods.method_name(config), **method_result,
+            **methods.benchmark_result(config, genotype)}
   if is_main:
-    genotypes.save_genotype(genotype, workdir)
+    methods.save_arch(genotype, workdir)
     checkpoint.write_npz(os.path.join(workdir, 'alphas.npz'),
                          primitives=np.array(primitives), **alphas)
     checkpoint.write_json(os.path.join(workdir, 'result.json'), result)
@@ -347,9 +445,13 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def evaluate(eval_step, state, source, indices, config, mesh):
-  """Mean loss and accuracy over `indices` (padded to whole batches, masked)."""
+  """Mean loss and accuracy over `indices` (padded to whole batches, masked).
+
+  Each process reads only its rows of every global batch of config.eval_batch_size.
+  """
   batch = config.eval_batch_size
-  batch -= batch % mesh.size
+  parallel.check_batch(batch, mesh.size, jax.process_count(), 'config.eval_batch_size')
+  rows = parallel.process_rows(batch, jax.process_index(), jax.process_count())
   n = len(indices)
   loss_sum = correct = count = 0.0
   for start in range(0, n, batch):
@@ -357,6 +459,7 @@ def evaluate(eval_step, state, source, indices, config, mesh):
     mask = np.zeros(batch, np.float32)
     mask[:len(idx)] = 1.0
     idx = np.concatenate([idx, np.full(batch - len(idx), idx[0])])
+    idx, mask = idx[rows], mask[rows]
     images, labels = source.get(idx)
     l, c, k = eval_step(state, parallel.shard_batch({'image': images, 'label': labels}, mesh),
                         parallel.shard_batch(mask, mesh))
@@ -365,6 +468,8 @@ def evaluate(eval_step, state, source, indices, config, mesh):
 
 
 def write_epoch_outputs(workdir, epoch, alphas, primitives, genotype):
+  if not isinstance(genotype, genotypes.Genotype):  # NAS-Bench-201: no cell pictures.
+    return methods.write_epoch_outputs(workdir, epoch, alphas, primitives, genotype)
   checkpoint.write_npz(os.path.join(workdir, 'alphas', f'epoch_{epoch:03d}.npz'),
                        primitives=np.array(primitives), **alphas)
   with open(os.path.join(workdir, 'genotypes.jsonl'), 'a', encoding='utf-8') as f:

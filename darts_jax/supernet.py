@@ -41,29 +41,81 @@ def edges_by_source(steps: int) -> list[tuple[int, list[int]]]:
 
 
 class MixedEdges(nn.Module):
-  """All edges leaving one state: sum over ops of weight * op(x), per edge."""
+  """All edges leaving one state: sum over ops of weight * op(x), per edge.
+
+  Two options for search methods other than DARTS (see `darts_jax.methods`):
+  `partial_channels` = K > 1 (PC-DARTS) sends only the first C/K channels
+  through the ops; the other channels bypass them (max-pooled 2x2 when strided,
+  scaled by the edge's total weight so that edge normalization covers the whole
+  edge), then the channels are shuffled in K groups. `skip_unused_ops` (GDAS,
+  random paths: one-hot weights) computes an op only when some edge of this
+  state gives it a non-zero weight (`nn.cond`); the result is the same.
+  """
   primitives: Sequence[str]
   channels: int
   stride: int
   num_edges: int
   depthwise_impl: str = 'auto'
+  partial_channels: int = 1
+  skip_unused_ops: bool = False
 
   @nn.compact
   def __call__(self, x, weights, train: bool):
     """x: [B, H, W, C]; weights: [E, num_ops] -> [E, B, H', W', C]."""
+    groups = self.partial_channels
+    if groups > 1:
+      x, bypass = jnp.split(x, [x.shape[-1] // groups], axis=-1)
+    channels = self.channels // groups
+    b, h, w, _ = x.shape
+    shape = (self.num_edges, b, -(-h // self.stride), -(-w // self.stride), channels)
     out = 0.
     for k, name in enumerate(self.primitives):
-      op = search_ops.SEARCH_OPS[name](self.channels, self.stride, self.num_edges,
+      op = search_ops.SEARCH_OPS[name](channels, self.stride, self.num_edges,
                                        self.depthwise_impl)
+      if self.skip_unused_ops and not self.is_initializing():
+        out = out + _op_if_used(self, op, x, weights[:, k], shape, train)
+        continue
       y = op(x, train)
       if y is None:
         continue
       out = out + weights[:, k, None, None, None, None].astype(y.dtype) * y
     if isinstance(out, float):  # Only 'none' ops.
-      b, h, w, _ = x.shape
-      out = jnp.zeros((self.num_edges, b, h // self.stride, w // self.stride, self.channels),
-                      x.dtype)
-    return jnp.broadcast_to(out, (self.num_edges,) + out.shape[1:])
+      out = jnp.zeros(shape, x.dtype)
+    out = jnp.broadcast_to(out, shape)
+    if groups > 1:
+      out = _with_bypass(out, bypass, weights, self.stride, groups)
+    return out
+
+
+def _op_if_used(module, op, x, weight, shape, train):
+  """weight * op(x) on every edge, computed only when some edge's weight is non-zero."""
+
+  def used(mdl, x, weight):
+    y = op.clone(parent=mdl, name=op.name)(x, train)  # The variables of `module`'s op.
+    if y is None:
+      return jnp.zeros(shape, x.dtype)
+    return jnp.broadcast_to(weight[:, None, None, None, None].astype(y.dtype) * y, shape)
+
+  def unused(mdl, x, weight):
+    del mdl, weight
+    return jnp.zeros(shape, x.dtype)
+
+  return nn.cond(jnp.any(weight != 0), used, unused, module, x, weight)
+
+
+def _with_bypass(out, bypass, weights, stride, groups):
+  """PC-DARTS: [mixed channels, bypassed channels], then a channel shuffle."""
+  if stride > 1:
+    bypass = nn.max_pool(bypass, (stride, stride), (stride, stride))
+  scale = jnp.sum(weights, axis=-1)[:, None, None, None, None].astype(out.dtype)
+  y = jnp.concatenate([out, scale * bypass[None].astype(out.dtype)], axis=-1)
+  return channel_shuffle(y, groups)
+
+
+def channel_shuffle(x, groups: int):
+  """Interleaves `groups` channel groups: [g0c0, g0c1, .., g1c0, ..] -> [g0c0, g1c0, ..]."""
+  c = x.shape[-1]
+  return x.reshape(x.shape[:-1] + (groups, c // groups)).swapaxes(-1, -2).reshape(x.shape)
 
 
 class SearchCell(nn.Module):
@@ -75,6 +127,8 @@ class SearchCell(nn.Module):
   steps: int = 4
   multiplier: int = 4
   depthwise_impl: str = 'auto'
+  partial_channels: int = 1  # See MixedEdges.
+  skip_unused_ops: bool = False
 
   @nn.compact
   def __call__(self, s0, s1, weights, train: bool):
@@ -91,6 +145,8 @@ class SearchCell(nn.Module):
         states.append(partial[src - 2])
       stride = 2 if self.reduction and src < 2 else 1
       out = MixedEdges(self.primitives, c, stride, len(rows), self.depthwise_impl,
+                       partial_channels=self.partial_channels,
+                       skip_unused_ops=self.skip_unused_ops,
                        name=f'edges_from_{src}')(states[src], weights[jnp.array(rows)], train)
       for e, row in enumerate(rows):
         dst = genotypes.edge_list(self.steps)[row][0]
@@ -109,6 +165,8 @@ class SearchNetwork(nn.Module):
   multiplier: int = 4
   stem_multiplier: int = 3
   depthwise_impl: str = 'auto'
+  partial_channels: int = 1  # See MixedEdges.
+  skip_unused_ops: bool = False
 
   @nn.compact
   def __call__(self, x, edge_weights, train: bool):
@@ -125,7 +183,9 @@ class SearchNetwork(nn.Module):
       if reduction:
         c *= 2
       cell = SearchCell(self.primitives, c, reduction, reduction_prev, self.steps,
-                        self.multiplier, self.depthwise_impl, name=f'cell_{i}')
+                        self.multiplier, self.depthwise_impl,
+                        partial_channels=self.partial_channels,
+                        skip_unused_ops=self.skip_unused_ops, name=f'cell_{i}')
       s0, s1 = s1, cell(s0, s1, edge_weights['reduce' if reduction else 'normal'], train)
       reduction_prev = reduction
     y = jnp.mean(s1, axis=(1, 2))

@@ -4,10 +4,14 @@ Command (the full table; the 8-cell cases take many minutes each on a 2-core CPU
   python experiments/benchmark.py --cases=all
   python experiments/benchmark.py --cases=digits          # seconds-scale sanity run
   python experiments/benchmark.py --cases=cifar_first_b16 --steps=3
+  python experiments/benchmark.py --cases=cifar4_first_b16 --depthwise_impl=loop
+  python experiments/benchmark.py --cases=digits --devices=1,2,4,8   # fake CPU devices
+  python experiments/benchmark.py --cases=methods     # every search method, both spaces
 
 Each case runs in its own subprocess (so peak RSS is per case) and times:
   init_seconds     jitted init of weights and batch statistics;
   compile_seconds  lowering + XLA compile of the whole bilevel step (no cache);
+  lower_seconds    the lowering part of it (tracing to StableHLO);
   step_seconds     median wall time of `--steps` steps after the first.
 Data are random uint8 images (the step includes augmentation and normalisation).
 """
@@ -25,29 +29,65 @@ from absl import flags
 flags.DEFINE_string('cases', 'digits', 'Comma-separated case names, or "all".')
 flags.DEFINE_integer('steps', 3, 'Timed steps per case (after one warm-up step).')
 flags.DEFINE_string('case', None, 'Internal: run one case in this process.')
+flags.DEFINE_string('depthwise_impl', 'auto',
+                    'config.model.depthwise_impl for every case: auto, xla, masked, slices, loop.')
+flags.DEFINE_string('devices', '', 'Comma-separated device counts, e.g. 1,2,4,8: runs each '
+                    'case on that many fake CPU devices (data parallel, same global batch); '
+                    'on one CPU this measures the sharding overhead, not a speedup.')
 FLAGS = flags.FLAGS
 
 # name: (dataset, layers, init_channels, batch, order)
 CASES = {
     'digits': ('digits', 2, 8, 64, 'first'),
+    'cifar2_first_b16': ('cifar10', 2, 16, 16, 'first'),
+    'cifar4_first_b16': ('cifar10', 4, 16, 16, 'first'),
+    'cifar4_second_exact_b16': ('cifar10', 4, 16, 16, 'second_exact'),
     'cifar_first_b16': ('cifar10', 8, 16, 16, 'first'),
     'cifar_first_b64': ('cifar10', 8, 16, 64, 'first'),
     'cifar_second_exact_b16': ('cifar10', 8, 16, 16, 'second_exact'),
     'cifar_second_fd_b16': ('cifar10', 8, 16, 16, 'second_fd'),
 }
 
+# Evaluation ("augment") network, name: (dataset, genotype, layers, init_channels, batch).
+AUGMENT_CASES = {
+    'augment_digits': ('digits', 'DARTS_V2', 3, 8, 64),
+    'augment_darts_v2_b96': ('cifar10', 'DARTS_V2', 20, 36, 96),
+}
 
-def run_case(name):
+
+# Search methods at the same batch on a small network (darts_jax/methods.py),
+# name: (space, method, dataset, layers or cells per stage, init_channels, batch, skip_unused_ops).
+# DARTS space: 2 cells of 2 nodes (5 edges) with none, skip, avg pool, dil_conv_3x3 (the
+# 8-op, 4-node cell compiles for ~8 minutes per case on a loaded 2-core CPU); NAS-Bench-201:
+# all 5 ops, 1 cell per stage. `*_dense` runs GDAS / random paths computing every op.
+METHOD_CASES = {
+    f'{space}_{method}{suffix}_b32': (space, method, 'cifar10', 2 if space == 'darts' else 1, 8,
+                                      32, suffix == '')
+    for space in ('darts', 'nb201')
+    for method in ('darts', 'gdas', 'pc_darts', 'drnas', 'random_ws')
+    for suffix in (('', '_dense') if method in ('gdas', 'random_ws') else ('',))
+}
+
+
+def run_method_case(name):
+  """Step time and XLA memory of one search method's bilevel step vs DARTS's."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from darts_jax import configs, data, search  # pylint: disable=g-import-not-at-top
-  dataset, layers, channels, batch, order = CASES[name]
-  config = configs.search_config({'first': 'first', 'second_exact': 'second',
-                                  'second_fd': 'second_fd'}[order])
+  from darts_jax import data, method_configs, parallel, search  # pylint: disable=g-import-not-at-top
+  space, method, dataset, layers, channels, batch, skip = METHOD_CASES[name]
+  config = (method_configs.search_nb201 if space == 'nb201'
+            else method_configs.search_cifar10)(method)
   config.dataset.name = dataset
   config.model.layers = layers
   config.model.init_channels = channels
+  config.model.depthwise_impl = FLAGS.depthwise_impl
   config.train.batch_size = batch
+  config.method.skip_unused_ops = skip
+  config.method.partial_channels = 4
+  if space == 'darts':
+    config.search_space.steps = config.search_space.multiplier = 2
+    config.search_space.primitives = ['none', 'skip_connect', 'avg_pool_3x3', 'dil_conv_3x3']
+  config.method.arch_start_epoch = 0
   info = data.get_info(dataset)
   model = search.build_model(config, info.num_classes)
   t = time.time()
@@ -57,41 +97,165 @@ def run_case(name):
   rng = np.random.default_rng(0)
   batch_data = {'image': rng.integers(0, 256, (batch,) + info.image_shape, dtype=np.uint8),
                 'label': rng.integers(0, info.num_classes, (batch,)).astype(np.int32)}
+  mesh = parallel.make_mesh()
+  state = parallel.replicate(state, mesh)
+  batch_data = parallel.shard_batch(batch_data, mesh)
   t = time.time()
   compiled = step.lower(state, batch_data, batch_data).compile()
   compile_s = time.time() - t
+  mem = compiled.memory_analysis()
   state, m = jax.block_until_ready(compiled(state, batch_data, batch_data))
+  times, cpu_times = [], []
+  for _ in range(FLAGS.steps):
+    t, cpu = time.time(), time.process_time()
+    state, m = jax.block_until_ready(compiled(state, batch_data, batch_data))
+    times.append(time.time() - t)
+    cpu_times.append(time.process_time() - cpu)
+  print(json.dumps({
+      'case': name, 'space': space, 'method': method, 'skip_unused_ops': skip,
+      'dataset': dataset, 'layers': layers, 'init_channels': channels, 'batch': batch,
+      'backend': jax.default_backend(), 'init_seconds': round(init_s, 2),
+      'compile_seconds': round(compile_s, 2),
+      'step_seconds': round(float(np.median(times)), 4),
+      'step_cpu_seconds': round(float(np.median(cpu_times)), 4),
+      # XLA's buffer assignment for the step: temporaries (activations) + arguments.
+      'step_temp_mb': round(mem.temp_size_in_bytes / 2**20, 1) if mem else None,
+      'step_argument_mb': round(mem.argument_size_in_bytes / 2**20, 1) if mem else None,
+      'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+      'loss_finite': bool(np.isfinite(m['train_loss'])),
+      'load_avg_1min': round(os.getloadavg()[0], 2),
+  }), flush=True)
+
+
+def run_augment_case(name):
+  """Compile seconds and training images per second of the evaluation network."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from darts_jax import augment, augment_net, configs, data, genotypes  # pylint: disable=g-import-not-at-top
+  dataset, genotype_name, layers, channels, batch = AUGMENT_CASES[name]
+  config = configs.augment_digits_config() if dataset == 'digits' else configs.augment_config()
+  config.model.layers = layers
+  config.model.init_channels = channels
+  config.train.batch_size = batch
+  config.model.depthwise_impl = FLAGS.depthwise_impl
+  info = data.get_info(dataset)
+  model = augment_net.build_augment_model(config.model, genotypes.load_genotype(genotype_name),
+                                          info.num_classes)
+  t = time.time()
+  state = jax.block_until_ready(augment.init_state(model, config, info))
+  init_s = time.time() - t
+  step = jax.jit(augment.make_train_step(model, config, info, steps_per_epoch=100))
+  rng = np.random.default_rng(0)
+  batch_data = {'image': rng.integers(0, 256, (batch,) + info.image_shape, dtype=np.uint8),
+                'label': rng.integers(0, info.num_classes, (batch,)).astype(np.int32)}
+  t = time.time()
+  compiled = step.lower(state, batch_data).compile()
+  compile_s = time.time() - t
+  state, m = jax.block_until_ready(compiled(state, batch_data))
   times = []
   for _ in range(FLAGS.steps):
     t = time.time()
-    state, m = jax.block_until_ready(compiled(state, batch_data, batch_data))
+    state, m = jax.block_until_ready(compiled(state, batch_data))
     times.append(time.time() - t)
+  step_s = float(np.median(times))
   print(json.dumps({
-      'case': name, 'dataset': dataset, 'layers': layers, 'init_channels': channels,
-      'batch': batch, 'order': order, 'backend': jax.default_backend(),
+      'case': name, 'dataset': dataset, 'genotype': genotype_name, 'layers': layers,
+      'init_channels': channels, 'batch': batch, 'backend': jax.default_backend(),
       'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count(),
       'init_seconds': round(init_s, 2), 'compile_seconds': round(compile_s, 2),
-      'step_seconds': round(float(np.median(times)), 4),
+      'step_seconds': round(step_s, 4), 'images_per_second': round(batch / step_s, 1),
       'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
       'loss_finite': bool(np.isfinite(m['train_loss'])),
   }), flush=True)
 
 
+def run_case(name):
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from darts_jax import configs, conv, data, parallel, search  # pylint: disable=g-import-not-at-top
+  dataset, layers, channels, batch, order = CASES[name]
+  config = configs.search_config({'first': 'first', 'second_exact': 'second',
+                                  'second_fd': 'second_fd'}[order])
+  config.dataset.name = dataset
+  config.model.layers = layers
+  config.model.init_channels = channels
+  config.train.batch_size = batch
+  config.model.depthwise_impl = FLAGS.depthwise_impl
+  info = data.get_info(dataset)
+  model = search.build_model(config, info.num_classes)
+  t = time.time()
+  state = jax.block_until_ready(search.init_state(model, config, info))
+  init_s = time.time() - t
+  step = jax.jit(search.make_search_step(model, config, info, steps_per_epoch=100))
+  rng = np.random.default_rng(0)
+  batch_data = {'image': rng.integers(0, 256, (batch,) + info.image_shape, dtype=np.uint8),
+                'label': rng.integers(0, info.num_classes, (batch,)).astype(np.int32)}
+  mesh = parallel.make_mesh()  # Batch sharded over all devices, state replicated.
+  state = parallel.replicate(state, mesh)
+  batch_data = parallel.shard_batch(batch_data, mesh)
+  t, cpu = time.time(), time.process_time()
+  lowered = step.lower(state, batch_data, batch_data)
+  lower_s = time.time() - t
+  compiled = lowered.compile()
+  compile_s, compile_cpu_s = time.time() - t, time.process_time() - cpu
+  state, m = jax.block_until_ready(compiled(state, batch_data, batch_data))
+  times, cpu_times = [], []
+  for _ in range(FLAGS.steps):
+    t, cpu = time.time(), time.process_time()
+    state, m = jax.block_until_ready(compiled(state, batch_data, batch_data))
+    times.append(time.time() - t)
+    cpu_times.append(time.process_time() - cpu)
+  print(json.dumps({
+      'case': name, 'dataset': dataset, 'layers': layers, 'init_channels': channels,
+      'batch': batch, 'order': order, 'depthwise_impl': conv.resolve_impl(FLAGS.depthwise_impl),
+      'backend': jax.default_backend(),
+      'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count(),
+      'init_seconds': round(init_s, 2), 'compile_seconds': round(compile_s, 2),
+      'lower_seconds': round(lower_s, 2),
+      'stablehlo_mchars': round(len(lowered.as_text()) / 1e6, 2),
+      # CPU seconds of this process (all threads): less sensitive to other load than wall time.
+      'compile_cpu_seconds': round(compile_cpu_s, 2),
+      'step_seconds': round(float(np.median(times)), 4),
+      'step_cpu_seconds': round(float(np.median(cpu_times)), 4),
+      'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+      'loss_finite': bool(np.isfinite(m['train_loss'])),
+      'load_avg_1min': round(os.getloadavg()[0], 2),
+  }), flush=True)
+
+
+def fake_devices_env(num_devices: str) -> dict:
+  """Environment of a subprocess with `num_devices` fake CPU devices ('' keeps the default)."""
+  if not num_devices:
+    return {}
+  flag = f'--xla_force_host_platform_device_count={int(num_devices)}'
+  return {'JAX_PLATFORMS': 'cpu',
+          'XLA_FLAGS': ' '.join(filter(None, [os.environ.get('XLA_FLAGS', ''), flag]))}
+
+
 def main(argv):
   del argv
   if FLAGS.case:
-    run_case(FLAGS.case)
+    if FLAGS.case in METHOD_CASES:
+      run_method_case(FLAGS.case)
+      return
+    (run_augment_case if FLAGS.case in AUGMENT_CASES else run_case)(FLAGS.case)
     return
-  names = list(CASES) if FLAGS.cases == 'all' else FLAGS.cases.split(',')
-  for name in names:
-    if name not in CASES:
-      sys.exit(f'error: unknown case {name!r}; known cases: {sorted(CASES)}')
-    env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE='false')
-    proc = subprocess.run([sys.executable, __file__, f'--case={name}', f'--steps={FLAGS.steps}'],
+  known = list(CASES) + list(AUGMENT_CASES) + list(METHOD_CASES)
+  names = known if FLAGS.cases == 'all' else FLAGS.cases.split(',')
+  if FLAGS.cases == 'methods':
+    names = list(METHOD_CASES)
+  runs = [(name, d) for name in names for d in FLAGS.devices.split(',')]
+  for name, num_devices in runs:
+    if name not in known:
+      sys.exit(f'error: unknown case {name!r}; known cases: {sorted(known)}')
+    env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE='false', **fake_devices_env(num_devices))
+    proc = subprocess.run([sys.executable, __file__, f'--case={name}', f'--steps={FLAGS.steps}',
+                           f'--depthwise_impl={FLAGS.depthwise_impl}'],
                           env=env, capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
     if proc.returncode or not lines:
-      print(json.dumps({'case': name, 'error': proc.stderr.strip().splitlines()[-1:]}))
+      errors = [l for l in proc.stderr.splitlines() if 'Error' in l or 'error' in l]
+      print(json.dumps({'case': name, 'returncode': proc.returncode, 'error': errors[-1:]}))
     else:
       print(lines[-1], flush=True)
 

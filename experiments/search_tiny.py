@@ -25,4 +25,5 @@ def get_config(arg: str = 'first') -> ml_collections.ConfigDict:
   config.train.crop_padding = 1
   config.eval_batch_size = 64
   config.max_steps_per_epoch = 3
+  config.checkpoint_every_steps = 1  # Resume tests kill it between any two steps.
   return config

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -11,6 +12,7 @@ from darts_jax import main
 from darts_jax.errors import UserError
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
+import augment_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
 import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -36,6 +38,36 @@ CASES = [
     ('batch larger than the split', _set('train.batch_size', 4096), 'larger'),
     ('unknown mode', _set('mode', 'train'), 'mode'),
     ('bad train portion', _set('dataset.train_portion', 1.5), 'portion'),
+    ('negative seed', _set('seed', -1), 'seed'),
+    ('zero cell steps', _set('search_space.steps', 0), 'steps'),
+    ('multiplier above steps', _set('search_space.multiplier', 5), 'multiplier'),
+    ("only the 'none' op", _set('search_space.primitives', ['none']), 'none'),
+    ('negative crop padding', _set('train.crop_padding', -1), 'crop_padding'),
+    ('unknown depthwise lowering', _set('model.depthwise_impl', 'fft'), 'fft'),
+    ('zero eval batch', _set('eval_batch_size', 0), 'eval_batch_size'),
+    ('negative checkpoint interval', _set('checkpoint_every_steps', -5),
+     'checkpoint_every_steps'),
+    ('zero checkpoints kept', _set('checkpoints_to_keep', 0), 'checkpoints_to_keep'),
+    ('data not prepared', lambda c: (_set('dataset.name', 'cifar10')(c),
+                                     _set('dataset.data_dir', tempfile.mkdtemp())(c)),
+     'not prepared'),
+]
+
+AUGMENT_CASES = [
+    ('unknown zoo genotype', _set('genotype', 'DARTS_V9'), 'DARTS_V9'),
+    ('malformed genotype text', _set('genotype', "Genotype(normal=[('sep_conv_3x3', 0)"),
+     'malformed genotype'),
+    ('genotype op not in the registry', _set('genotype', (
+        "Genotype(normal=[('conv_9x9', 0), ('skip_connect', 1)], normal_concat=[2], "
+        "reduce=[('skip_connect', 0), ('skip_connect', 1)], reduce_concat=[2])")),
+     'conv_9x9'),
+    ('unknown network', _set('model.network', 'resnet'), 'resnet'),
+    ('unknown lr schedule', _set('train.lr_schedule', 'step'), 'lr_schedule'),
+    ('label smoothing of 1.5', _set('train.label_smoothing', 1.5), 'label_smoothing'),
+    ('drop path of 1.5', _set('model.drop_path_prob', 1.5), 'drop_path_prob'),
+    ('negative cutout', _set('train.cutout', -1), 'cutout'),
+    ('zero augment layers', _set('model.layers', 0), 'layers'),
+    ('unknown augment dataset', _set('dataset.name', 'cifar11'), 'cifar11'),
 ]
 
 
@@ -44,9 +76,26 @@ def test_bad_config(tmp_path, name, edit, fragment):
   del name
   config = search_tiny.get_config()
   edit(config)
+  _assert_clear_error(config, tmp_path, fragment)
+
+
+@pytest.mark.parametrize('name,edit,fragment', AUGMENT_CASES, ids=[c[0] for c in AUGMENT_CASES])
+def test_bad_augment_config(tmp_path, name, edit, fragment):
+  del name
+  config = augment_digits.get_config()
+  edit(config)
+  _assert_clear_error(config, tmp_path, fragment)
+
+
+def _assert_clear_error(config, tmp_path, fragment):
+  """One-line UserError naming `fragment`; a file already in the workdir survives."""
+  workdir = tmp_path / 'w'
+  workdir.mkdir()
+  (workdir / 'keep.txt').write_text('keep me')
   with pytest.raises(UserError, match=fragment) as info:
-    main.run(config, str(tmp_path / 'w'))
+    main.run(config, str(workdir))
   assert '\n' not in str(info.value)
+  assert (workdir / 'keep.txt').read_text() == 'keep me'
 
 
 def test_workdir_is_a_file(tmp_path):
@@ -55,6 +104,21 @@ def test_workdir_is_a_file(tmp_path):
   with pytest.raises(UserError, match='is a file'):
     main.run(search_tiny.get_config(), str(path))
   assert path.read_text() == 'keep me'
+
+
+def test_workdir_below_a_file(tmp_path):
+  path = tmp_path / 'file'
+  path.write_text('keep me')
+  with pytest.raises(UserError, match='cannot create workdir'):
+    main.run(search_tiny.get_config(), str(path / 'run'))
+  assert path.read_text() == 'keep me'
+
+
+def test_augment_in_a_search_workdir(tmp_path):
+  (tmp_path / 'config.json').write_text('{"mode": "search"}')
+  with pytest.raises(UserError, match="'search' run"):
+    main.run(augment_digits.get_config(), str(tmp_path))
+  assert (tmp_path / 'config.json').read_text() == '{"mode": "search"}'
 
 
 def test_workdir_of_another_mode(tmp_path):
@@ -81,3 +145,34 @@ def test_main_prints_one_error_line_and_exits_2(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith('error: ')
   assert 'Traceback' not in proc.stderr
+
+
+ROOT = os.path.join(os.path.dirname(__file__), '..')
+COMMAND_CASES = [
+    ('unknown config field', ['--config.train.epochz=3'], 'unknown config field epochz'),
+    ('unknown top-level field', ['--config.colour=red'], 'unknown config field colour'),
+    ('wrong value type', ['--config.train.epochs=many'], 'many'),
+    ('missing config file', ['--config=experiments/nope.py'], 'cannot load --config'),
+    ('no config', ['--config='], 'config'),
+    ('batch not divisible by devices', ['--config.train.batch_size=15', '--devices=2'],
+     'does not divide across 2 devices'),
+]
+
+
+@pytest.mark.parametrize('name,args,fragment', COMMAND_CASES, ids=[c[0] for c in COMMAND_CASES])
+def test_command_line_error_is_one_line(tmp_path, name, args, fragment):
+  del name
+  env = dict(os.environ)
+  if '--devices=2' in args:
+    args = [a for a in args if a != '--devices=2']
+    env['XLA_FLAGS'] = env.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=2'
+  config = [] if any(a.startswith('--config=') for a in args) else [
+      '--config=experiments/search_tiny.py']
+  proc = subprocess.run(
+      [sys.executable, '-m', 'darts_jax.main', *config, f'--workdir={tmp_path / "w"}',
+       '--compilation_cache=', *args],
+      cwd=ROOT, capture_output=True, text=True, check=False, env=env)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and fragment in last, last

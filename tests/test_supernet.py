@@ -97,7 +97,7 @@ def test_registered_per_edge_op_is_searchable():
 @pytest.mark.parametrize('shared,k,dilation,stride', [(True, 3, 1, 1), (False, 5, 2, 1),
                                                       (True, 3, 2, 2), (False, 3, 1, 2)])
 def test_depthwise_lowerings_agree(shared, k, dilation, stride):
-  """The CPU lowerings ('slices', 'masked') match XLA's grouped convolution, with gradients."""
+  """The CPU lowerings ('slices', 'masked', 'loop') match XLA's grouped convolution, with gradients."""
   e, c = 3, 4
   x = jax.random.normal(jax.random.key(0), (1 if shared else e, 2, 9, 9, c))
   w = jax.random.normal(jax.random.key(1), (e, k, k, c))
@@ -106,7 +106,7 @@ def test_depthwise_lowerings_agree(shared, k, dilation, stride):
     return lambda x, w: jnp.sum(jnp.sin(conv.depthwise_conv_edges(x, w, stride, dilation, impl)))
 
   ref_val, ref_grads = jax.value_and_grad(loss('xla'), (0, 1))(x, w)
-  for impl in ('slices', 'masked'):
+  for impl in ('slices', 'masked', 'loop'):
     val, grads = jax.value_and_grad(loss(impl), (0, 1))(x, w)
     np.testing.assert_allclose(val, ref_val, rtol=1e-4)
     for g, r in zip(grads, ref_grads):

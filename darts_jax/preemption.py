@@ -1,0 +1,121 @@
+"""What a training loop checks between steps: numerics, periodic checkpoints, SIGTERM.
+
+Shared by the search (`search.py`) and the evaluation training (`augment.py`).
+SIGTERM (what schedulers send before preempting) only sets a flag; the loop
+sees it after the current step, writes a checkpoint and returns, so the
+process exits 0 within a step's time and a rerun of the same command resumes.
+A checkpoint is only written after checking that every step since the last
+check had a finite loss and gradient: a diverged state never replaces the
+last good checkpoint.
+"""
+
+import contextlib
+import signal
+import threading
+
+from absl import logging
+import jax
+
+from darts_jax import checkpoint
+from darts_jax.errors import UserError
+
+
+class StopRequest:
+  """Set by the SIGTERM handler; read by the loop between steps."""
+
+  def __init__(self):
+    self.signal_name = None
+
+  def __bool__(self) -> bool:
+    return self.signal_name is not None
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+  """Yields a StopRequest that SIGTERM sets (outside the main thread: never set)."""
+  request = StopRequest()
+  if threading.current_thread() is not threading.main_thread():
+    yield request
+    return
+
+  def handler(signum, frame):
+    del frame
+    request.signal_name = signal.Signals(signum).name
+    logging.warning('%s received: checkpointing after this step, then stopping',
+                    request.signal_name)
+
+  previous = signal.signal(signal.SIGTERM, handler)
+  try:
+    yield request
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+class StepGuard:
+  """Checks finiteness, saves every `every_steps` steps, and stops on request.
+
+  The loop calls `add(step, finite)` after each step (a device flag: no sync),
+  `after_step(state, step)` to learn whether to stop, and at an epoch end
+  `check_finite()` then `save(state, step)`.
+  """
+
+  def __init__(self, workdir, steps_per_epoch: int, every_steps: int, keep: int,
+               stop_request: StopRequest, hint: str):
+    self.workdir = workdir
+    self.steps_per_epoch = steps_per_epoch
+    self.every_steps = every_steps
+    self.keep = keep
+    self.stop_request = stop_request
+    self.hint = hint
+    self.last_saved_step = None
+    self._pending = []  # (step, finite flag on the device) since the last check.
+
+  def add(self, step: int, finite) -> None:
+    self._pending.append((step, finite))
+
+  def check_finite(self) -> None:
+    """Raises UserError naming the first step with a non-finite loss or gradient."""
+    flags = jax.device_get([f for _, f in self._pending])
+    steps = [s for s, _ in self._pending]
+    self._pending = []
+    for step, ok in zip(steps, flags):
+      if not ok:
+        epoch = (step - 1) // self.steps_per_epoch + 1
+        kept = (f'the last good checkpoint (step {self.last_saved_step}) is kept'
+                if self.last_saved_step is not None else 'no checkpoint was written')
+        raise UserError(f'non-finite loss or gradient at step {step} (epoch {epoch}); '
+                        f'stopped without saving, {kept}; {self.hint}')
+
+  def save(self, state, step: int) -> None:
+    self.check_finite()
+    checkpoint.save(self.workdir, state, step, self.steps_per_epoch, self.keep)
+    self.last_saved_step = step
+
+  def after_step(self, state, step: int) -> bool:
+    """Saves when due (not at an epoch end: the loop saves there); True: stop now."""
+    if step % self.steps_per_epoch == 0:
+      return False
+    if self.stop_request:
+      self.save(state, step)
+      return True
+    if self.every_steps > 0 and step % self.every_steps == 0:
+      self.save(state, step)
+    return False
+
+  def preempted_result(self, step: int) -> dict:
+    message = (f'stopped by {self.stop_request.signal_name} after step {step}; '
+               'checkpoint written, rerun the same command to resume')
+    logging.warning('%s', message)
+    return {'preempted': True, 'step': step, 'message': message}
+
+
+def checkpoint_settings(config) -> tuple:
+  """(every_steps, keep) from config.checkpoint_every_steps / checkpoints_to_keep."""
+  every = config.get('checkpoint_every_steps', 0)
+  keep = config.get('checkpoints_to_keep', checkpoint.KEEP)
+  if not isinstance(every, int) or every < 0:
+    raise UserError(f'config.checkpoint_every_steps must be an integer >= 0 (0: epoch ends '
+                    f'only), got {every!r}')
+  if not isinstance(keep, int) or keep < 1:
+    raise UserError(f'config.checkpoints_to_keep must be an integer >= 1, got {keep!r}')
+  return every, keep

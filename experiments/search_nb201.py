@@ -1,0 +1,34 @@
+"""Search the NAS-Bench-201 space (Dong & Yang, ICLR 2020) with any method.
+
+Commands (the argument is the method, optionally `,tiny`):
+  python -m darts_jax.main --config=experiments/search_nb201.py:darts --workdir=/tmp/nb201_darts
+  python -m darts_jax.main --config=experiments/search_nb201.py:gdas --workdir=/tmp/nb201_gdas
+  python -m darts_jax.main --config=experiments/search_nb201.py:pc_darts --workdir=/tmp/nb201_pc
+  python -m darts_jax.main --config=experiments/search_nb201.py:drnas --workdir=/tmp/nb201_drnas
+  python -m darts_jax.main --config=experiments/search_nb201.py:random_ws --workdir=/tmp/nb201_rsws
+  # Smoke run on digits (seconds of compute; minutes of compile on a loaded 2-core CPU):
+  python -m darts_jax.main --config=experiments/search_nb201.py:gdas,tiny --workdir=/tmp/nb201_t
+  # With the benchmark file and `pip install nas-bench-201` (or nats_bench):
+  ... --config.search_space.benchmark_path=/data/NAS-Bench-201-v1_1-096897.pth
+
+Space: 5 ops (none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3), 4-node
+cell (6 edges), stem 3x3 conv C=16, 5 cells, ResNet block, 5 cells at 2C, ResNet
+block, 5 cells at 4C, BN-ReLU-GAP-linear. CIFAR-10 train split halved 25k/25k.
+Settings (see darts_jax/method_configs.py for which are checked): batch 64, SGD
+lr 0.025 cosine to 0.001, momentum 0.9, weight decay 5e-4; alphas Adam 3e-4
+(0.5, 0.999), weight decay 1e-3; 50 epochs for DARTS, 250 for GDAS (tau 10 -> 0.1)
+and random search with weight sharing, 100 for DrNAS.
+The derived cell is printed as an arch string
+(`|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|`)
+and written to <workdir>/arch.txt; train it from scratch with experiments/augment_nb201.py.
+Published (NAS-Bench-201 paper, CIFAR-10 test accuracy of the found cell): DARTS
+1st/2nd order 54.30 (collapse to skip_connect), GDAS 93.61 +- 0.09, optimum 94.37.
+"""
+
+import ml_collections
+
+from darts_jax import method_configs
+
+
+def get_config(arg: str = 'darts') -> ml_collections.ConfigDict:
+  return method_configs.search_nb201(arg)

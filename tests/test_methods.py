@@ -1,0 +1,253 @@
+"""Search methods (darts_jax/methods.py): edge weights, supernet options, searches end to end.
+
+The unit tests run in seconds. Full searches compile a whole bilevel step each
+(about a minute of CPU on a 2-core machine), so by default this file runs the
+DARTS-space search of gdas (one-hot weights, skipped ops, derivation);
+DARTS_JAX_ALL_METHOD_SEARCHES=1 runs every method (tests/test_nb201.py does the
+same for the NAS-Bench-201 space).
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from darts_jax import genotypes
+from darts_jax import method_configs
+from darts_jax import methods
+from darts_jax import search
+from darts_jax import supernet
+from darts_jax.errors import UserError
+
+ALL = os.environ.get('DARTS_JAX_ALL_METHOD_SEARCHES', '') == '1'
+DEFAULT_SEARCHES = ('gdas',)
+
+
+def cfg(method='darts', tiny=True):
+  return method_configs.search_cifar10(method + (',tiny' if tiny else ''))
+
+
+# ---------------------------------------------------------------------------
+# Edge weights.
+
+
+def test_darts_init_and_weights_are_unchanged():
+  config = cfg('darts', tiny=False)
+  key = jax.random.key(3)
+  a = methods.init_arch(config, key, 8)
+  b = search.init_alphas(key, 14, 8)
+  np.testing.assert_array_equal(a['normal'], b['normal'])
+  np.testing.assert_array_equal(a['reduce'], b['reduce'])
+  w = methods.train_weights_fn(config, key, 0)(a)
+  np.testing.assert_array_equal(w['normal'], search.edge_weights(a)['normal'])
+
+
+def test_gdas_forward_is_one_hot_and_gradient_only_through_sampled_op():
+  alpha = jnp.array([[0.1, 0.5, -0.2, 0.0], [1.0, 0.0, 0.0, 0.0]])
+  key = jax.random.key(0)
+  w = methods.gumbel_hard(key, alpha, 1.0)
+  assert set(np.unique(np.asarray(w))) <= {0.0, 1.0}
+  np.testing.assert_array_equal(np.sum(w, -1), [1.0, 1.0])
+  # d/dalpha of sum(c * w) equals the gradient of the sampled soft probability only.
+  c = jnp.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+  g = jax.grad(lambda a: jnp.sum(c * methods.gumbel_hard(key, a, 1.0)))(alpha)
+  sampled = jnp.argmax(w, -1)
+
+  def soft(a):
+    gum = jax.random.gumbel(key, a.shape, a.dtype)
+    return jax.nn.softmax(jax.nn.log_softmax(a, -1) + gum, -1)
+
+  expect = jax.grad(lambda a: jnp.sum(jnp.take_along_axis(c * soft(a), sampled[:, None], 1)))(
+      alpha)
+  np.testing.assert_allclose(g, expect, rtol=1e-5, atol=1e-7)
+
+
+def test_gdas_temperature_is_linear_from_tau_max_to_tau_min():
+  config = cfg('gdas', tiny=False)
+  config.train.epochs = 11
+  taus = [float(methods.gdas_tau(config, e)) for e in range(11)]
+  np.testing.assert_allclose(taus[0], 10.0)
+  np.testing.assert_allclose(taus[-1], 0.1, rtol=1e-5)
+  np.testing.assert_allclose(np.diff(taus), -0.99, rtol=1e-5)
+
+
+def test_gdas_eval_and_derivation():
+  config = cfg('gdas', tiny=False)
+  a = methods.init_arch(config, jax.random.key(1), 8)
+  w = methods.eval_weights(config, a)
+  np.testing.assert_array_equal(np.argmax(w['normal'], -1), np.argmax(a['normal'], -1))
+  assert np.all(np.sum(w['normal'], -1) == 1)
+
+
+def test_drnas_dirichlet_sample_gradient_and_regularizer():
+  config = cfg('drnas', tiny=False)
+  a = methods.init_arch(config, jax.random.key(1), 8)
+  fn = methods.train_weights_fn(config, jax.random.key(2), 0)
+  w = fn(a)
+  np.testing.assert_allclose(np.sum(w['normal'], -1), 1.0, rtol=1e-5)
+  assert np.all(np.asarray(w['normal']) >= 0)
+  # Reparameterized: the sample depends on alpha through implicit gamma gradients.
+  g = jax.grad(lambda a: jnp.sum(fn(a)['normal'] * jnp.arange(8.0)))(a)
+  assert np.all(np.isfinite(g['normal'])) and np.abs(g['normal']).max() > 0
+  # The L2 penalty pushes the concentrations down.
+  zeros = jax.tree.map(jnp.zeros_like, a)
+  rg = methods.add_regularizer_grad(config, a, zeros)
+  assert np.all(np.asarray(rg['normal']) > 0)
+  mean = methods.derivation_weights(config, a)['normal']
+  np.testing.assert_allclose(mean.sum(-1), 1.0)
+
+
+def test_pc_darts_edge_normalization():
+  config = cfg('pc_darts', tiny=False)
+  a = methods.init_arch(config, jax.random.key(1), 8)
+  assert a['normal_beta'].shape == (14,)
+  dst = methods.edge_destinations(config)
+  beta = methods.edge_softmax(a['normal_beta'] * 100, dst)
+  for node in range(4):
+    np.testing.assert_allclose(np.sum(beta[dst == node]), 1.0, rtol=1e-5)
+  w = methods.derivation_weights(config, a)['normal']
+  expect = np.asarray(jax.nn.softmax(a['normal'], -1) * methods.edge_softmax(
+      a['normal_beta'], dst)[:, None])
+  np.testing.assert_allclose(w, expect, rtol=1e-6)
+
+
+def test_arch_start_epoch_freezes_alphas():
+  config = cfg('pc_darts', tiny=False)
+  new, old = {'a': jnp.ones(2)}, {'a': jnp.zeros(2)}
+  np.testing.assert_array_equal(methods.gate_arch_update(config, 14, new, old)['a'], 0)
+  np.testing.assert_array_equal(methods.gate_arch_update(config, 15, new, old)['a'], 1)
+
+
+def test_random_path_is_a_genotype():
+  config = cfg('random_ws', tiny=False)
+  prims = methods.primitives(config)
+  for seed in range(5):
+    path = methods.sample_path(config, jax.random.key(seed), len(prims))
+    for cell in ('normal', 'reduce'):
+      p = np.asarray(path[cell])
+      assert p[:, 0].sum() == 0  # never 'none'
+      start = 0
+      for node in range(4):
+        assert p[start:start + node + 2].sum() == 2
+        start += node + 2
+    g = methods.derive(config, path)
+    genotypes.validate_genotype(g)
+    # The derived cell is exactly the path's edges.
+    for cell, pairs in (('normal', g.normal), ('reduce', g.reduce)):
+      edges = genotypes.edge_list(4)
+      chosen = {(edges[r][0], edges[r][1], prims[int(np.argmax(path[cell][r]))])
+                for r in range(14) if np.asarray(path[cell][r]).sum() > 0}
+      assert chosen == {(i // 2, src, op) for i, (op, src) in enumerate(pairs)}
+  assert methods.random_architecture(config, 0).normal
+
+
+def test_config_errors_are_clear():
+  config = cfg('darts', tiny=False)
+  config.method.name = 'enas'
+  with pytest.raises(UserError, match='enas'):
+    methods.check_config(config)
+  config = cfg('pc_darts', tiny=False)
+  config.method.partial_channels = 3
+  with pytest.raises(UserError, match='partial_channels'):
+    methods.check_config(config)
+  with pytest.raises(ValueError, match='unknown method'):
+    method_configs.parse_arg('gdaz')
+
+
+# ---------------------------------------------------------------------------
+# Supernet options.
+
+
+def _edges(**kw):
+  return supernet.MixedEdges(('none', 'skip_connect', 'avg_pool_3x3', 'sep_conv_3x3'), 4, 1,
+                             2, **kw)
+
+
+def test_skip_unused_ops_gives_the_same_output_and_gradients():
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+  w = jnp.array([[0., 0., 1., 0.], [0., 1., 0., 0.]])  # No edge uses sep_conv.
+  dense, sparse = _edges(), _edges(skip_unused_ops=True)
+  proj = jax.random.normal(jax.random.key(2), (2, 2, 6, 6, 4))  # Gradients of O(1).
+  v = dense.init(jax.random.key(1), x, w, True)
+  assert jax.tree.structure(v) == jax.tree.structure(sparse.init(jax.random.key(1), x, w, True))
+
+  def run(m, w):
+    def f(p, w):
+      y, upd = m.apply({'params': p, 'batch_stats': v['batch_stats']}, x, w, True,
+                       mutable=['batch_stats'])
+      return jnp.sum(y * proj), upd
+    return jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(v['params'], w)
+
+  for weights in (w, jnp.array([[0., 0., 0., 1.], [0., 1., 0., 0.]])):
+    (ld, ud), gd = run(dense, weights)
+    (ls, us), gs = run(sparse, weights)
+    np.testing.assert_allclose(ld, ls, rtol=1e-4)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
+                 gd[0], gs[0])
+    # Weight gradients agree for every op some edge uses (a skipped op's column gets 0;
+    # the methods' one-hot weights pass no gradient to unsampled entries anyway).
+    used = np.any(np.asarray(weights) != 0, axis=0)
+    np.testing.assert_allclose(np.asarray(gd[1])[:, used], np.asarray(gs[1])[:, used],
+                               rtol=1e-3, atol=1e-4)
+    assert np.all(np.asarray(gs[1])[:, ~used] == 0)
+  # sep_conv unused: its batch statistics are not updated.
+  (_, us), _ = run(sparse, w)
+  np.testing.assert_array_equal(
+      jax.tree.leaves(us['batch_stats']['SepConv_0'])[0],
+      jax.tree.leaves(v['batch_stats']['SepConv_0'])[0])
+
+
+def test_partial_channels_bypass_and_shuffle():
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+  w = jnp.array([[0.2, 0.3, 0.1, 0.4], [0.5, 0.1, 0.2, 0.2]]) * jnp.array([[0.5], [2.0]])
+  m = _edges(partial_channels=2)
+  v = m.init(jax.random.key(1), x, w, True)
+  y, _ = m.apply(v, x, w, True, mutable=['batch_stats'])
+  assert y.shape == (2, 2, 6, 6, 4)
+  # Ops see 2 channels; the other 2 bypass, scaled by the edge's weight sum, and are
+  # shuffled to odd positions.
+  assert v['params']['SepConv_0']['EdgeDepthwiseSeparable_0']['pointwise'].shape == (2, 2, 2)
+  np.testing.assert_allclose(y[0, ..., 1::2], 0.5 * x[..., 2:], rtol=1e-6)
+  np.testing.assert_allclose(y[1, ..., 1::2], 2.0 * x[..., 2:], rtol=1e-6)
+  np.testing.assert_array_equal(supernet.channel_shuffle(jnp.arange(6.0), 2), [0, 3, 1, 4, 2, 5])
+
+
+def test_method_networks_have_darts_parameter_shapes_except_pc_darts():
+  info_shape = (1, 8, 8, 1)
+  shapes = {}
+  for name in ('darts', 'gdas', 'pc_darts'):
+    config = cfg(name)
+    model = search.build_model(config, 10)
+    a = methods.init_arch(config, jax.random.key(0), len(model.primitives))
+    v = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(info_shape),
+                                          methods.eval_weights(config, a), train=True))
+    shapes[name] = jax.tree.map(lambda s: s.shape, v['params'])
+  assert shapes['darts'] == shapes['gdas']
+  assert shapes['darts'] != shapes['pc_darts']
+
+
+# ---------------------------------------------------------------------------
+# Searches end to end (tiny DARTS space: 2 cells of 2 nodes, C=4, digits).
+
+
+@pytest.mark.parametrize('method', methods.METHODS)
+def test_search_derives_a_valid_genotype(method, tmp_path):
+  if not ALL and method not in DEFAULT_SEARCHES:
+    pytest.skip('set DARTS_JAX_ALL_METHOD_SEARCHES=1 for every method')
+  config = cfg(method)
+  config.method.skip_unused_ops = True  # Exercise the nn.cond forward (gdas, random_ws).
+  result = search.search(config, str(tmp_path))
+  assert result['method'] == method
+  g = genotypes.load_genotype(str(tmp_path))
+  assert genotypes.genotype_to_text(g) == result['genotype']
+  genotypes.validate_genotype(g, known_ops=config.search_space.primitives)
+  assert 'none' not in {op for op, _ in g.normal + g.reduce}
+  assert 0 <= result['val_acc'] <= 1
+  alphas = np.load(os.path.join(tmp_path, 'alphas.npz'))
+  assert alphas['normal'].shape == (5, 4)
+  if method == 'random_ws':
+    assert result['num_candidates'] == 3
+  if method == 'pc_darts':
+    assert alphas['normal_beta'].shape == (5,)

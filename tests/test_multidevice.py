@@ -1,0 +1,253 @@
+"""Data parallel over fake CPU devices and processes: same results as one device.
+
+The device count is fixed when JAX starts, so every multi-device run is a
+subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=N. The
+subprocesses share one persistent compilation cache (the first run of this
+file compiles everything: several minutes on a 2-core CPU; later runs reuse it).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from darts_jax import augment
+from darts_jax import data
+from darts_jax import parallel
+from darts_jax import search
+from darts_jax.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'experiments'))
+import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+CACHE = os.environ.get('DARTS_JAX_TEST_CACHE',
+                       os.path.join(tempfile.gettempdir(), 'darts_jax_test_xla_cache'))
+# A few search steps: one epoch of 2 steps of experiments/search_tiny.py.
+SEARCH_FLAGS = ['--config=experiments/search_tiny.py', '--config.train.epochs=1',
+                '--config.max_steps_per_epoch=2', f'--compilation_cache={CACHE}']
+TIMEOUT_S = 900
+
+
+def env_with_devices(num_devices: int) -> dict:
+  return dict(os.environ, JAX_PLATFORMS='cpu',
+              XLA_FLAGS=f'--xla_force_host_platform_device_count={num_devices}')
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def check_ok(proc_or_procs):
+  for proc in proc_or_procs if isinstance(proc_or_procs, list) else [proc_or_procs]:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def run_search(workdir, num_devices: int, extra_flags=()):
+  return subprocess.run(
+      [sys.executable, '-m', 'darts_jax.main', f'--workdir={workdir}', *SEARCH_FLAGS,
+       *extra_flags], cwd=ROOT, env=env_with_devices(num_devices), capture_output=True,
+      text=True, timeout=TIMEOUT_S, check=False)
+
+
+def run_search_processes(workdir, num_processes: int, devices_per_process: int):
+  """One search as `num_processes` processes on localhost (gloo CPU collectives)."""
+  port = free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, '-m', 'darts_jax.main', f'--workdir={workdir}', *SEARCH_FLAGS,
+       f'--coordinator_address=localhost:{port}', f'--num_processes={num_processes}',
+       f'--process_id={i}'], cwd=ROOT, env=env_with_devices(devices_per_process),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(num_processes)]
+  for p in procs:
+    p.stdout_text, p.stderr = p.communicate(timeout=TIMEOUT_S)
+  return procs
+
+
+def outputs(workdir):
+  alphas = np.load(os.path.join(workdir, 'alphas.npz'))
+  with open(os.path.join(workdir, 'genotype.txt'), encoding='utf-8') as f:
+    genotype = f.read().strip()
+  with open(os.path.join(workdir, 'genotypes.jsonl'), encoding='utf-8') as f:
+    genotype_lines = f.readlines()
+  return alphas, genotype, genotype_lines
+
+
+@pytest.fixture(scope='module')
+def one_device_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('one_device'))
+  check_ok(run_search(workdir, 1))
+  return outputs(workdir)
+
+
+def assert_same_search(got, want):
+  alphas, genotype, genotype_lines = got
+  want_alphas, want_genotype, _ = want
+  for cell in ('normal', 'reduce'):
+    np.testing.assert_allclose(alphas[cell], want_alphas[cell], rtol=0, atol=1e-5)
+  assert genotype == want_genotype
+  assert len(genotype_lines) == 1  # One epoch, written once (by process 0 only).
+
+
+def test_eight_devices_give_the_one_device_search(one_device_run, tmp_path):
+  check_ok(run_search(str(tmp_path), 8))
+  assert_same_search(outputs(str(tmp_path)), one_device_run)
+
+
+def test_two_processes_of_two_devices_give_the_one_device_search(one_device_run, tmp_path):
+  procs = run_search_processes(str(tmp_path), num_processes=2, devices_per_process=2)
+  check_ok(procs)
+  assert_same_search(outputs(str(tmp_path)), one_device_run)
+
+
+# A forward pass of the tiny supernet in train mode on 8 devices: the loss and the
+# new running statistics equal one device's, and differ from per-device batch norm.
+BN_SCRIPT = r'''
+import sys
+import jax
+import numpy as np
+jax.config.update('jax_compilation_cache_dir', sys.argv[1])
+sys.path.insert(0, 'experiments')
+import search_tiny
+from darts_jax import data, parallel, search
+
+assert jax.device_count() == 8, jax.devices()
+config = search_tiny.get_config()
+info = data.get_info('digits')
+model = search.build_model(config, info.num_classes)
+state = search.init_state(model, config, info)
+rng = np.random.default_rng(0)
+batch = {'image': rng.normal(size=(16,) + info.image_shape).astype(np.float32),
+         'label': rng.integers(0, 10, 16).astype(np.int32)}
+loss_fn = jax.jit(search.make_loss_fn(model, state['batch_stats']))
+one_loss, (_, one_stats) = loss_fn(state['params'], state['alphas'], batch)
+mesh = parallel.make_mesh()
+args = (parallel.replicate(state['params'], mesh), parallel.replicate(state['alphas'], mesh),
+        parallel.shard_batch(batch, mesh))
+assert 'all-reduce' in loss_fn.lower(*args).compile().as_text()
+loss, (_, stats) = loss_fn(*args)
+np.testing.assert_allclose(loss, one_loss, rtol=1e-5)
+for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(one_stats)):
+  np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+# Batch norm per device (2 images each) would give another loss.
+chunks = [jax.tree.map(lambda x: x[i:i + 2], batch) for i in range(0, 16, 2)]
+local = np.mean([loss_fn(state['params'], state['alphas'], c)[0] for c in chunks])
+assert abs(local - one_loss) > 1e-3, (local, one_loss)
+print('bn ok', float(loss), float(one_loss), float(local))
+'''
+
+
+def test_batch_norm_statistics_are_over_the_global_batch():
+  proc = subprocess.run([sys.executable, '-c', BN_SCRIPT, CACHE], cwd=ROOT,
+                        env=env_with_devices(8), capture_output=True, text=True,
+                        timeout=TIMEOUT_S, check=False)
+  check_ok(proc)
+  assert 'bn ok' in proc.stdout
+
+
+# --- Config checks and flags (no subprocess).
+
+
+@pytest.mark.parametrize('field', ['train.batch_size', 'eval_batch_size'])
+def test_batches_not_divisible_across_devices_are_clear(field):
+  config = search_tiny.get_config()
+  if field == 'train.batch_size':
+    config.train.batch_size = 12
+  else:
+    config.eval_batch_size = 60
+  with pytest.raises(UserError, match=f'config.{field} .* does not divide across 8 devices'):
+    search.check_config(config, data.get_info('digits'), num_devices=8, process_count=1)
+
+
+def test_augment_eval_batch_not_divisible_is_clear():
+  sys.path.insert(0, os.path.join(ROOT, 'experiments'))
+  import augment_digits  # pylint: disable=g-import-not-at-top
+  config = augment_digits.get_config()
+  config.eval_batch_size = 100
+  with pytest.raises(UserError, match='config.eval_batch_size 100 does not divide across 8'):
+    augment.check_config(config, data.get_info('digits'), num_devices=8, process_count=1)
+  config.eval_batch_size = 64
+  with pytest.raises(UserError, match='does not divide across 3 processes'):
+    augment.check_config(config, data.get_info('digits'), num_devices=1, process_count=3)
+
+
+def test_process_rows_split_a_global_batch():
+  rows = [parallel.process_rows(12, i, 3) for i in range(3)]
+  assert np.concatenate([np.arange(12)[r] for r in rows]).tolist() == list(range(12))
+  # The same rows as the training batches of data.epoch_batches.
+  batches = data.epoch_batches(np.arange(40), 12, seed=0, epoch=0)
+  for i, r in enumerate(rows):
+    np.testing.assert_array_equal(
+        data.epoch_batches(np.arange(40), 12, seed=0, epoch=0, process_index=i,
+                           process_count=3), batches[:, r])
+
+
+def test_distributed_args():
+  assert parallel.distributed_args('off') is None
+  assert parallel.distributed_args('auto') == {}
+  assert parallel.distributed_args('off', 'host:1234', 2, 1) == {
+      'coordinator_address': 'host:1234', 'num_processes': 2, 'process_id': 1}
+  with pytest.raises(UserError, match='process_id'):
+    parallel.distributed_args('off', 'host:1234', 2, 2)
+  with pytest.raises(UserError, match='coordinator_address'):
+    parallel.distributed_args('off', '', 2, 0)
+
+
+@pytest.mark.parametrize('flags,fragment', [
+    (['--num_processes=2', '--process_id=0'], 'need --coordinator_address'),
+    (['--coordinator_address=localhost:1', '--num_processes=2'], 'process_id'),
+])
+def test_bad_distributed_flags_are_one_line_errors(tmp_path, flags, fragment):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'darts_jax.main', '--config=experiments/search_tiny.py',
+       f'--workdir={tmp_path}', *flags], cwd=ROOT, env=env_with_devices(1),
+      capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert fragment in proc.stderr.strip().splitlines()[-1]
+
+
+# --- bfloat16 compute.
+
+
+def test_bfloat16_loss_and_gradients_are_finite_close_and_float32():
+  config = search_tiny.get_config()
+  info = data.get_info('digits')
+  model = search.build_model(config, info.num_classes)
+  state = search.init_state(model, config, info)
+  rng = np.random.default_rng(0)
+  batch = search.preprocess(jax.random.key(0), {
+      'image': rng.integers(0, 256, (16,) + info.image_shape, dtype=np.uint8),
+      'label': rng.integers(0, 10, 16).astype(np.int32)}, info, crop_padding=0)
+  results = {}
+  for dtype in (jnp.float32, jnp.bfloat16):
+    loss_fn = search.make_loss_fn(model, state['batch_stats'], dtype)
+    grad_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True))
+    results[dtype] = grad_fn(state['params'], state['alphas'], batch)
+  (loss32, (_, stats32)), grads32 = results[jnp.float32]
+  (loss16, (_, stats16)), grads16 = results[jnp.bfloat16]
+  assert np.isfinite(loss16) and loss16.dtype == jnp.float32
+  np.testing.assert_allclose(loss16, loss32, rtol=0.02)
+  # Gradients reach the float32 weights and alphas through the cast, in float32.
+  for g16, g32 in zip(jax.tree.leaves(grads16), jax.tree.leaves(grads32)):
+    assert g16.dtype == g32.dtype == jnp.float32 and np.all(np.isfinite(g16))
+  flat16, flat32 = (np.concatenate([np.ravel(g) for g in jax.tree.leaves(g)])
+                    for g in (grads16, grads32))
+  cosine = flat16 @ flat32 / (np.linalg.norm(flat16) * np.linalg.norm(flat32))
+  assert cosine > 0.95, cosine
+  for a, b in zip(jax.tree.leaves(stats16), jax.tree.leaves(stats32)):
+    assert a.dtype == b.dtype == jnp.float32
+
+
+def test_bfloat16_is_checked():
+  config = search_tiny.get_config()
+  config.model.compute_dtype = 'float16'
+  with pytest.raises(UserError, match='compute_dtype'):
+    search.check_config(config, data.get_info('digits'), num_devices=1, process_count=1)

@@ -1,0 +1,172 @@
+"""The NAS-Bench-201 space: arch strings, networks, searches, training from scratch, benchmark.
+
+Full searches and the training run compile whole programs (about a minute of
+CPU each on a 2-core machine): by default this file searches with random_ws
+(candidate ranking included); DARTS_JAX_ALL_METHOD_SEARCHES=1 runs every method.
+"""
+
+import builtins
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from darts_jax import augment
+from darts_jax import method_configs
+from darts_jax import methods
+from darts_jax import nb201
+from darts_jax import search
+
+ALL = os.environ.get('DARTS_JAX_ALL_METHOD_SEARCHES', '') == '1'
+DEFAULT_SEARCHES = ('random_ws',)
+EXAMPLE = ('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+'
+           '|skip_connect~0|nor_conv_3x3~1|skip_connect~2|')
+
+
+# ---------------------------------------------------------------------------
+# Arch strings.
+
+
+def test_example_string_parses_and_round_trips():
+  arch = nb201.parse_arch(EXAMPLE)
+  assert arch.nodes[0] == (('nor_conv_3x3', 0),)
+  assert arch.nodes[2] == (('skip_connect', 0), ('nor_conv_3x3', 1), ('skip_connect', 2))
+  assert nb201.arch_to_string(arch) == EXAMPLE == str(arch)
+  assert nb201.arch_ops(arch) == ['nor_conv_3x3', 'nor_conv_3x3', 'avg_pool_3x3',
+                                  'skip_connect', 'nor_conv_3x3', 'skip_connect']
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_random_archs_round_trip(seed):
+  arch = nb201.random_arch(seed)
+  assert nb201.parse_arch(nb201.arch_to_string(arch)) == arch
+  assert nb201.arch_from_ops(nb201.arch_ops(arch)) == arch
+
+
+@pytest.mark.parametrize('bad, message', [
+    ('', 'expected 3 node groups'),
+    ('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|', 'expected 3 node groups'),
+    ('nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|none~1|none~2|',
+     'must start and end with'),
+    ('|nor_conv_3x3~0|+|nor_conv_3x3~0|+|none~0|none~1|none~2|', 'must have 2 incoming'),
+    ('|conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|none~1|none~2|', "unknown op 'conv_3x3'"),
+    ('|nor_conv_3x3~1|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|none~1|none~2|',
+     'must come from node 0'),
+    ('|nor_conv_3x3|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|none~1|none~2|', 'is not "op~source"'),
+    ('|nor_conv_3x3~a|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|none~1|none~2|', 'is not "op~source"'),
+])
+def test_malformed_strings_are_clear(bad, message):
+  with pytest.raises(nb201.ArchError, match=message):
+    nb201.parse_arch(bad)
+
+
+def test_non_string_and_missing_file_are_clear(tmp_path):
+  with pytest.raises(nb201.ArchError, match='must be a str'):
+    nb201.parse_arch(None)
+  with pytest.raises(nb201.ArchError, match='neither'):
+    nb201.load_arch(str(tmp_path / 'missing'))
+  assert not nb201.is_arch_spec('DARTS_V2')
+
+
+def test_save_and_load_from_a_workdir(tmp_path):
+  arch = nb201.parse_arch(EXAMPLE)
+  nb201.save_arch(arch, str(tmp_path))
+  assert nb201.load_arch(str(tmp_path)) == arch
+  assert nb201.is_arch_spec(str(tmp_path))
+  assert open(tmp_path / 'genotype.txt').read().strip() == EXAMPLE
+
+
+def test_derive_is_argmax_per_edge_including_none():
+  w = np.zeros((6, 5))
+  for e, k in enumerate([0, 3, 4, 1, 3, 1]):
+    w[e, k] = 1.0
+  assert str(nb201.derive_arch(w)) == ('|none~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+'
+                                       '|skip_connect~0|nor_conv_3x3~1|skip_connect~2|')
+  with pytest.raises(nb201.ArchError, match='shape'):
+    nb201.derive_arch(np.zeros((14, 8)))
+
+
+# ---------------------------------------------------------------------------
+# Networks.
+
+
+def test_search_cell_with_one_hot_and_all_none_weights():
+  """A one-hot search cell runs; an all-'none' cell outputs zeros (nothing reaches node 3)."""
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
+  arch = nb201.parse_arch(EXAMPLE)
+  w = jax.nn.one_hot(jnp.array([nb201.PRIMITIVES.index(o) for o in nb201.arch_ops(arch)]), 5)
+  cell = nb201.SearchCell(nb201.PRIMITIVES, 4)
+  v = cell.init(jax.random.key(1), x, w, True)
+  y = cell.apply(v, x, w, False)
+  assert y.shape == x.shape
+  assert np.all(np.isfinite(np.asarray(y)))
+  none = jax.nn.one_hot(jnp.zeros(6, jnp.int32), 5)
+  np.testing.assert_array_equal(cell.apply(v, x, none, False), 0)
+
+
+def test_search_network_shapes_and_nb201_parameter_count():
+  model = nb201.SearchNetwork(num_classes=10, init_channels=16, cells_per_stage=5)
+  x = jnp.zeros((1, 32, 32, 3))
+  v = jax.eval_shape(lambda: model.init(jax.random.key(0), x,
+                                        {'normal': jnp.ones((6, 5)) / 5}, True))
+  assert v['params']['classifier']['kernel'].shape == (64, 10)
+  arch = nb201.parse_arch(EXAMPLE)
+  ev = nb201.EvalNetwork(num_classes=10, init_channels=16, cells_per_stage=5, arch=arch)
+  vs = jax.eval_shape(lambda: ev.init(jax.random.key(0), x, train=True))
+  n = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(vs['params']))
+  # Stem + 3x(5 cells) + 2 ResNet blocks; nor_conv_3x3 dominates. About 0.5M weights
+  # for this cell at C=16 (ResNet blocks and 4 conv edges per cell).
+  assert 0.2e6 < n < 1.5e6
+
+
+# ---------------------------------------------------------------------------
+# Benchmark look-up: the skip path.
+
+
+def test_benchmark_lookup_is_skipped_without_a_path_or_package(tmp_path, monkeypatch):
+  config = method_configs.search_nb201('darts')
+  arch = nb201.parse_arch(EXAMPLE)
+  assert nb201.benchmark_accuracy(arch, config)['benchmark'].startswith('skipped: no config')
+  config.search_space.benchmark_path = str(tmp_path / 'missing.pth')
+  assert 'does not exist' in nb201.benchmark_accuracy(arch, config)['benchmark']
+  path = tmp_path / 'bench.pth'
+  path.write_bytes(b'')
+  config.search_space.benchmark_path = str(path)
+  real_import = builtins.__import__
+
+  def no_benchmark(name, *args, **kwargs):
+    if name in ('nas_201_api', 'nats_bench'):
+      raise ImportError(name)
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, '__import__', no_benchmark)
+  assert 'neither nas_201_api nor nats_bench' in nb201.benchmark_accuracy(
+      arch, config)['benchmark']
+
+
+# ---------------------------------------------------------------------------
+# Searches and training from scratch (tiny: digits, C=4, 1 cell per stage).
+
+
+@pytest.mark.parametrize('method', methods.METHODS)
+def test_search_derives_a_valid_cell(method, tmp_path):
+  if not ALL and method not in DEFAULT_SEARCHES:
+    pytest.skip('set DARTS_JAX_ALL_METHOD_SEARCHES=1 for every method')
+  config = method_configs.search_nb201(method + ',tiny')
+  result = search.search(config, str(tmp_path))
+  arch = nb201.parse_arch(result['genotype'])
+  assert nb201.load_arch(str(tmp_path)) == arch
+  assert result['benchmark'].startswith('skipped')
+  alphas = np.load(os.path.join(tmp_path, 'alphas.npz'))
+  assert alphas['normal'].shape == (6, 5) and 'reduce' not in alphas
+  assert os.path.exists(os.path.join(tmp_path, 'alphas', 'epoch_001.npz'))
+
+
+def test_train_an_arch_string_from_scratch(tmp_path):
+  config = method_configs.augment_nb201('tiny')
+  config.genotype = EXAMPLE
+  result = augment.train_and_evaluate(config, str(tmp_path))
+  assert result['genotype'] == EXAMPLE
+  assert 0 <= result['test_acc'] <= 1 and result['params'] > 0
