@@ -69,11 +69,64 @@ METHOD_CASES = {
 }
 
 
-def run_method_case(name):
-  """Step time and XLA memory of one search method's bilevel step vs DARTS's."""
+
+def random_batch(info, batch: int) -> dict:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  return {'image': rng.integers(0, 256, (batch,) + info.image_shape, dtype=np.uint8),
+          'label': rng.integers(0, info.num_classes, (batch,)).astype(np.int32)}
+
+
+def measure_step(step, state, batches) -> dict:
+  """Lowers, compiles and times `step(state, *batches)` with the batches sharded over all
+  devices and the state replicated: the fields every case reports."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from darts_jax import data, method_configs, parallel, search  # pylint: disable=g-import-not-at-top
+  from darts_jax import parallel  # pylint: disable=g-import-not-at-top
+  mesh = parallel.make_mesh()
+  state = parallel.replicate(state, mesh)
+  batches = [parallel.shard_batch(b, mesh) for b in batches]
+  t, cpu = time.time(), time.process_time()
+  lowered = jax.jit(step).lower(state, *batches)
+  lower_s = time.time() - t
+  compiled = lowered.compile()
+  compile_s, compile_cpu_s = time.time() - t, time.process_time() - cpu
+  mem = compiled.memory_analysis()
+  state, m = jax.block_until_ready(compiled(state, *batches))
+  times, cpu_times = [], []
+  for _ in range(FLAGS.steps):
+    t, cpu = time.time(), time.process_time()
+    state, m = jax.block_until_ready(compiled(state, *batches))
+    times.append(time.time() - t)
+    cpu_times.append(time.process_time() - cpu)
+  return {
+      'backend': jax.default_backend(), 'device': str(jax.devices()[0].device_kind),
+      'num_devices': jax.device_count(),
+      'compile_seconds': round(compile_s, 2), 'lower_seconds': round(lower_s, 2),
+      'stablehlo_mchars': round(len(lowered.as_text()) / 1e6, 2),
+      # CPU seconds of this process (all threads): less sensitive to other load than wall time.
+      'compile_cpu_seconds': round(compile_cpu_s, 2),
+      'step_seconds': round(float(np.median(times)), 4),
+      'step_cpu_seconds': round(float(np.median(cpu_times)), 4),
+      # XLA's buffer assignment for the step: temporaries (activations) + arguments.
+      'step_temp_mb': round(mem.temp_size_in_bytes / 2**20, 1) if mem else None,
+      'step_argument_mb': round(mem.argument_size_in_bytes / 2**20, 1) if mem else None,
+      'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+      'loss_finite': bool(np.isfinite(m['train_loss'])),
+      'load_avg_1min': round(os.getloadavg()[0], 2),
+  }
+
+
+def timed_init(init_fn):
+  import jax  # pylint: disable=g-import-not-at-top
+  t = time.time()
+  state = jax.block_until_ready(init_fn())
+  return state, round(time.time() - t, 2)
+
+
+def run_method_case(name):
+  """Step time and XLA memory of one search method's bilevel step vs DARTS's."""
+  from darts_jax import data, method_configs, search  # pylint: disable=g-import-not-at-top
   space, method, dataset, layers, channels, batch, skip = METHOD_CASES[name]
   config = (method_configs.search_nb201 if space == 'nb201'
             else method_configs.search_cifar10)(method)
@@ -90,47 +143,18 @@ def run_method_case(name):
   config.method.arch_start_epoch = 0
   info = data.get_info(dataset)
   model = search.build_model(config, info.num_classes)
-  t = time.time()
-  state = jax.block_until_ready(search.init_state(model, config, info))
-  init_s = time.time() - t
-  step = jax.jit(search.make_search_step(model, config, info, steps_per_epoch=100))
-  rng = np.random.default_rng(0)
-  batch_data = {'image': rng.integers(0, 256, (batch,) + info.image_shape, dtype=np.uint8),
-                'label': rng.integers(0, info.num_classes, (batch,)).astype(np.int32)}
-  mesh = parallel.make_mesh()
-  state = parallel.replicate(state, mesh)
-  batch_data = parallel.shard_batch(batch_data, mesh)
-  t = time.time()
-  compiled = step.lower(state, batch_data, batch_data).compile()
-  compile_s = time.time() - t
-  mem = compiled.memory_analysis()
-  state, m = jax.block_until_ready(compiled(state, batch_data, batch_data))
-  times, cpu_times = [], []
-  for _ in range(FLAGS.steps):
-    t, cpu = time.time(), time.process_time()
-    state, m = jax.block_until_ready(compiled(state, batch_data, batch_data))
-    times.append(time.time() - t)
-    cpu_times.append(time.process_time() - cpu)
+  state, init_s = timed_init(lambda: search.init_state(model, config, info))
+  batch_data = random_batch(info, batch)
+  step = search.make_search_step(model, config, info, steps_per_epoch=100)
   print(json.dumps({
       'case': name, 'space': space, 'method': method, 'skip_unused_ops': skip,
       'dataset': dataset, 'layers': layers, 'init_channels': channels, 'batch': batch,
-      'backend': jax.default_backend(), 'init_seconds': round(init_s, 2),
-      'compile_seconds': round(compile_s, 2),
-      'step_seconds': round(float(np.median(times)), 4),
-      'step_cpu_seconds': round(float(np.median(cpu_times)), 4),
-      # XLA's buffer assignment for the step: temporaries (activations) + arguments.
-      'step_temp_mb': round(mem.temp_size_in_bytes / 2**20, 1) if mem else None,
-      'step_argument_mb': round(mem.argument_size_in_bytes / 2**20, 1) if mem else None,
-      'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-      'loss_finite': bool(np.isfinite(m['train_loss'])),
-      'load_avg_1min': round(os.getloadavg()[0], 2),
+      'init_seconds': init_s, **measure_step(step, state, [batch_data, batch_data]),
   }), flush=True)
 
 
 def run_augment_case(name):
   """Compile seconds and training images per second of the evaluation network."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from darts_jax import augment, augment_net, configs, data, genotypes  # pylint: disable=g-import-not-at-top
   dataset, genotype_name, layers, channels, batch = AUGMENT_CASES[name]
   config = configs.augment_digits_config() if dataset == 'digits' else configs.augment_config()
@@ -141,38 +165,18 @@ def run_augment_case(name):
   info = data.get_info(dataset)
   model = augment_net.build_augment_model(config.model, genotypes.load_genotype(genotype_name),
                                           info.num_classes)
-  t = time.time()
-  state = jax.block_until_ready(augment.init_state(model, config, info))
-  init_s = time.time() - t
-  step = jax.jit(augment.make_train_step(model, config, info, steps_per_epoch=100))
-  rng = np.random.default_rng(0)
-  batch_data = {'image': rng.integers(0, 256, (batch,) + info.image_shape, dtype=np.uint8),
-                'label': rng.integers(0, info.num_classes, (batch,)).astype(np.int32)}
-  t = time.time()
-  compiled = step.lower(state, batch_data).compile()
-  compile_s = time.time() - t
-  state, m = jax.block_until_ready(compiled(state, batch_data))
-  times = []
-  for _ in range(FLAGS.steps):
-    t = time.time()
-    state, m = jax.block_until_ready(compiled(state, batch_data))
-    times.append(time.time() - t)
-  step_s = float(np.median(times))
+  state, init_s = timed_init(lambda: augment.init_state(model, config, info))
+  step = augment.make_train_step(model, config, info, steps_per_epoch=100)
+  measured = measure_step(step, state, [random_batch(info, batch)])
   print(json.dumps({
       'case': name, 'dataset': dataset, 'genotype': genotype_name, 'layers': layers,
-      'init_channels': channels, 'batch': batch, 'backend': jax.default_backend(),
-      'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count(),
-      'init_seconds': round(init_s, 2), 'compile_seconds': round(compile_s, 2),
-      'step_seconds': round(step_s, 4), 'images_per_second': round(batch / step_s, 1),
-      'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-      'loss_finite': bool(np.isfinite(m['train_loss'])),
+      'init_channels': channels, 'batch': batch, 'init_seconds': init_s, **measured,
+      'images_per_second': round(batch / measured['step_seconds'], 1),
   }), flush=True)
 
 
 def run_case(name):
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from darts_jax import configs, conv, data, parallel, search  # pylint: disable=g-import-not-at-top
+  from darts_jax import configs, conv, data, search  # pylint: disable=g-import-not-at-top
   dataset, layers, channels, batch, order = CASES[name]
   config = configs.search_config({'first': 'first', 'second_exact': 'second',
                                   'second_fd': 'second_fd'}[order])
@@ -183,43 +187,13 @@ def run_case(name):
   config.model.depthwise_impl = FLAGS.depthwise_impl
   info = data.get_info(dataset)
   model = search.build_model(config, info.num_classes)
-  t = time.time()
-  state = jax.block_until_ready(search.init_state(model, config, info))
-  init_s = time.time() - t
-  step = jax.jit(search.make_search_step(model, config, info, steps_per_epoch=100))
-  rng = np.random.default_rng(0)
-  batch_data = {'image': rng.integers(0, 256, (batch,) + info.image_shape, dtype=np.uint8),
-                'label': rng.integers(0, info.num_classes, (batch,)).astype(np.int32)}
-  mesh = parallel.make_mesh()  # Batch sharded over all devices, state replicated.
-  state = parallel.replicate(state, mesh)
-  batch_data = parallel.shard_batch(batch_data, mesh)
-  t, cpu = time.time(), time.process_time()
-  lowered = step.lower(state, batch_data, batch_data)
-  lower_s = time.time() - t
-  compiled = lowered.compile()
-  compile_s, compile_cpu_s = time.time() - t, time.process_time() - cpu
-  state, m = jax.block_until_ready(compiled(state, batch_data, batch_data))
-  times, cpu_times = [], []
-  for _ in range(FLAGS.steps):
-    t, cpu = time.time(), time.process_time()
-    state, m = jax.block_until_ready(compiled(state, batch_data, batch_data))
-    times.append(time.time() - t)
-    cpu_times.append(time.process_time() - cpu)
+  state, init_s = timed_init(lambda: search.init_state(model, config, info))
+  batch_data = random_batch(info, batch)
+  step = search.make_search_step(model, config, info, steps_per_epoch=100)
   print(json.dumps({
       'case': name, 'dataset': dataset, 'layers': layers, 'init_channels': channels,
       'batch': batch, 'order': order, 'depthwise_impl': conv.resolve_impl(FLAGS.depthwise_impl),
-      'backend': jax.default_backend(),
-      'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count(),
-      'init_seconds': round(init_s, 2), 'compile_seconds': round(compile_s, 2),
-      'lower_seconds': round(lower_s, 2),
-      'stablehlo_mchars': round(len(lowered.as_text()) / 1e6, 2),
-      # CPU seconds of this process (all threads): less sensitive to other load than wall time.
-      'compile_cpu_seconds': round(compile_cpu_s, 2),
-      'step_seconds': round(float(np.median(times)), 4),
-      'step_cpu_seconds': round(float(np.median(cpu_times)), 4),
-      'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-      'loss_finite': bool(np.isfinite(m['train_loss'])),
-      'load_avg_1min': round(os.getloadavg()[0], 2),
+      'init_seconds': init_s, **measure_step(step, state, [batch_data, batch_data]),
   }), flush=True)
 
 
