@@ -147,7 +147,9 @@ def build_model(config, num_classes: int):
       init_channels=config.model.init_channels, layers=config.model.layers,
       steps=config.search_space.steps, multiplier=config.search_space.multiplier,
       stem_multiplier=config.model.stem_multiplier,
-      depthwise_impl=config.model.depthwise_impl, **network_options(config))
+      depthwise_impl=config.model.depthwise_impl,
+      cell_impl=supernet.resolve_cell_impl(config.model.get('cell_impl', 'auto')),
+      **network_options(config))
 
 
 # ---------------------------------------------------------------------------

@@ -39,15 +39,7 @@ from darts_jax.errors import UserError
 
 
 def build_model(config, num_classes: int) -> supernet.SearchNetwork:
-  if methods.space_name(config) != 'darts' or methods.method_name(config) != 'darts':
-    return methods.build_model(config, num_classes)  # Other spaces and methods.
-  primitives = search_ops.check_primitives(config.search_space.primitives)
-  return supernet.SearchNetwork(
-      primitives=primitives, num_classes=num_classes,
-      init_channels=config.model.init_channels, layers=config.model.layers,
-      steps=config.search_space.steps, multiplier=config.search_space.multiplier,
-      stem_multiplier=config.model.stem_multiplier,
-      depthwise_impl=config.model.depthwise_impl)
+  return methods.build_model(config, num_classes)
 
 
 def init_alphas(key, num_edges: int, num_ops: int) -> dict:
@@ -265,6 +257,9 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
     check_search_space(config.search_space)
   if t.crop_padding < 0:
     raise UserError(f'config.train.crop_padding must be >= 0, got {t.crop_padding}')
+  if config.model.get('cell_impl', 'auto') not in supernet.CELL_IMPLEMENTATIONS:
+    raise UserError(f'unknown config.model.cell_impl {config.model.cell_impl!r}; '
+                    f'use one of {supernet.CELL_IMPLEMENTATIONS}')
   if config.model.depthwise_impl not in conv.IMPLEMENTATIONS:
     raise UserError(f'unknown config.model.depthwise_impl {config.model.depthwise_impl!r}; '
                     f'use one of {conv.IMPLEMENTATIONS}')

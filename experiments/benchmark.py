@@ -34,6 +34,8 @@ flags.DEFINE_string('depthwise_impl', 'auto',
 flags.DEFINE_string('devices', '', 'Comma-separated device counts, e.g. 1,2,4,8: runs each '
                     'case on that many fake CPU devices (data parallel, same global batch); '
                     'on one CPU this measures the sharding overhead, not a speedup.')
+flags.DEFINE_string('cell_impl', 'auto', 'config.model.cell_impl for every search case: '
+                    'auto, grouped (edges batched per source state), scan (lax.scan over edges).')
 FLAGS = flags.FLAGS
 
 # name: (dataset, layers, init_channels, batch, order)
@@ -134,6 +136,7 @@ def run_method_case(name):
   config.model.layers = layers
   config.model.init_channels = channels
   config.model.depthwise_impl = FLAGS.depthwise_impl
+  config.model.cell_impl = FLAGS.cell_impl
   config.train.batch_size = batch
   config.method.skip_unused_ops = skip
   config.method.partial_channels = 4
@@ -176,7 +179,7 @@ def run_augment_case(name):
 
 
 def run_case(name):
-  from darts_jax import configs, conv, data, search  # pylint: disable=g-import-not-at-top
+  from darts_jax import configs, conv, data, search, supernet  # pylint: disable=g-import-not-at-top
   dataset, layers, channels, batch, order = CASES[name]
   config = configs.search_config({'first': 'first', 'second_exact': 'second',
                                   'second_fd': 'second_fd'}[order])
@@ -185,6 +188,7 @@ def run_case(name):
   config.model.init_channels = channels
   config.train.batch_size = batch
   config.model.depthwise_impl = FLAGS.depthwise_impl
+  config.model.cell_impl = FLAGS.cell_impl
   info = data.get_info(dataset)
   model = search.build_model(config, info.num_classes)
   state, init_s = timed_init(lambda: search.init_state(model, config, info))
@@ -193,6 +197,7 @@ def run_case(name):
   print(json.dumps({
       'case': name, 'dataset': dataset, 'layers': layers, 'init_channels': channels,
       'batch': batch, 'order': order, 'depthwise_impl': conv.resolve_impl(FLAGS.depthwise_impl),
+      'cell_impl': supernet.resolve_cell_impl(FLAGS.cell_impl),
       'init_seconds': init_s, **measure_step(step, state, [batch_data, batch_data]),
   }), flush=True)
 
@@ -224,7 +229,8 @@ def main(argv):
       sys.exit(f'error: unknown case {name!r}; known cases: {sorted(known)}')
     env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE='false', **fake_devices_env(num_devices))
     proc = subprocess.run([sys.executable, __file__, f'--case={name}', f'--steps={FLAGS.steps}',
-                           f'--depthwise_impl={FLAGS.depthwise_impl}'],
+                           f'--depthwise_impl={FLAGS.depthwise_impl}',
+                           f'--cell_impl={FLAGS.cell_impl}'],
                           env=env, capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
     if proc.returncode or not lines:

@@ -10,15 +10,17 @@ Commands (the argument is the method, optionally `,tiny`):
   python -m darts_jax.main --config=experiments/search_cifar10_methods.py:pc_darts,tiny --workdir=/tmp/c10_t
 
 Settings: the DARTS paper's (50 epochs, batch 64, SGD lr 0.025 -> 0.001, weight
-decay 3e-4, alphas Adam 3e-4 (0.5, 0.999) weight decay 1e-3), then per method:
-  gdas       tau 10 -> 0.1 linearly over the epochs; 240 epochs, batch 128 (as recalled).
-  pc_darts   K=4 partial channels + edge normalization, batch 256, lr 0.1 -> 0,
+decay 3e-4, alphas Adam 3e-4 (0.5, 0.999) weight decay 1e-3), then per method the
+official code's (sources in darts_jax/method_configs.py):
+  gdas       tau 10 -> 0.1 linearly over the epochs; 250 epochs, batch 256, weight decay 5e-4.
+  pc_darts   K=4 partial channels + edge normalization, batch 256, lr 0.1 -> 0.001,
              alpha lr 6e-4, alphas frozen for the first 15 epochs. Published: 2.57 +- 0.07 %
              test error, 3.6M params, 0.1 GPU-days.
-  drnas      Dirichlet(softplus(alpha) + 1e-3), L2 on the concentrations 1e-3, alpha lr 6e-4
-             (DrNAS's partial channels and progressive pruning are not implemented).
-  random_ws  uniformly random architectures on the shared weights; the best of 100 random
-             candidates on 256 validation images is the result.
+  drnas      Dirichlet(softplus(alpha) + 1e-3), L2 on the concentrations 1e-3, alpha lr 6e-4,
+             lr 0.1 -> 0, alphas frozen for 10 epochs (DrNAS's partial channels and
+             progressive pruning are not implemented).
+  random_ws  150 epochs of uniformly random architectures on the shared weights; the best
+             of 1000 random candidates on 640 validation images (10 batches) is the result.
 The derived genotype trains from scratch with experiments/augment_cifar10.py
 (--config.genotype=<workdir>).
 """

@@ -1,5 +1,7 @@
 """The search network: parameter count, edge batching, op registry, depthwise lowerings."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -111,3 +113,55 @@ def test_depthwise_lowerings_agree(shared, k, dilation, stride):
     np.testing.assert_allclose(val, ref_val, rtol=1e-4)
     for g, r in zip(grads, ref_grads):
       np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def _grouped_to_scanned(grouped: dict, steps: int) -> dict:
+  """Re-stacks a 'grouped' cell's per-source variables into the 'scan' layout."""
+  position = {r: (src, e) for src, rows in supernet.edges_by_source(steps)
+              for e, r in enumerate(rows)}
+  by_source = supernet.edges_by_source(steps)
+  scan_rows = {'edges_from_inputs': [r for s, rows in by_source if s < 2 for r in rows],
+               'edges_from_nodes': [r for s, rows in by_source if s >= 2 for r in rows]}
+  out = {k: v for k, v in grouped.items() if not k.startswith('edges_from_')}
+  for name, rows in scan_rows.items():
+    if not rows:
+      continue
+    # Parameter-free ops (pools) keep one set of BN statistics per source state.
+    per_row = [jax.tree.map(lambda a, e=position[r][1]: a[e:e + 1] if a.shape[0] > 1 else a,
+                            grouped[f'edges_from_{position[r][0]}']) for r in rows]
+    out[name] = {'edge': jax.tree.map(lambda *a: jnp.stack(a), *per_row)}
+  return out
+
+
+def test_scanned_cells_equal_grouped_cells():
+  """cell_impl='scan' (one edge per scan step) is the same function as 'grouped'."""
+  prims = ('none', 'avg_pool_3x3', 'skip_connect', 'dil_conv_3x3')
+  steps = 2
+  num_edges = len(genotypes.edge_list(steps))
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  weights = {k: jax.nn.softmax(jax.random.normal(jax.random.key(i), (num_edges, 4)), -1)
+             for i, k in enumerate(('normal', 'reduce'))}
+  make = lambda impl: supernet.SearchNetwork(prims, num_classes=5, init_channels=4, layers=2,
+                                             steps=steps, multiplier=steps, cell_impl=impl)
+  grouped_net, scanned_net = make('grouped'), make('scan')
+  grouped_vars = jax.jit(functools.partial(grouped_net.init, train=True))(jax.random.key(1), x,
+                                                                        weights)
+  to_scan = lambda tree: {k: _grouped_to_scanned(v, steps) if k.startswith('cell_') else v
+                          for k, v in tree.items()}
+  scanned_vars = {c: to_scan(v) for c, v in grouped_vars.items()}
+  assert (jax.tree.map(jnp.shape, scanned_vars)
+          == jax.tree.map(jnp.shape, jax.eval_shape(functools.partial(scanned_net.init, train=True),
+                                                    jax.random.key(1), x, weights)))
+
+  def loss(net, variables, w):
+    logits, new_state = net.apply(variables, x, w, train=True, mutable=['batch_stats'])
+    return jnp.sum(jnp.sin(logits)), new_state
+
+  grad = lambda net, v: jax.jit(jax.grad(functools.partial(loss, net), argnums=(0, 1),
+                                         has_aux=True))(v, weights)
+  (g_vars, g_w), g_state = grad(grouped_net, grouped_vars)
+  (s_vars, s_w), s_state = grad(scanned_net, scanned_vars)
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5)
+  jax.tree.map(close, to_scan(g_vars['params']), s_vars['params'])
+  jax.tree.map(close, to_scan(g_state['batch_stats']), s_state['batch_stats'])
+  jax.tree.map(close, g_w, s_w)
