@@ -36,6 +36,8 @@ flags.DEFINE_string('devices', '', 'Comma-separated device counts, e.g. 1,2,4,8:
                     'on one CPU this measures the sharding overhead, not a speedup.')
 flags.DEFINE_string('cell_impl', 'auto', 'config.model.cell_impl for every search case: '
                     'auto, grouped (edges batched per source state), scan (lax.scan over edges).')
+flags.DEFINE_integer('cpu_opt_level', 1, 'XLA:CPU backend optimization level of the step '
+                     '(the trainers use darts_jax.parallel.CPU_BACKEND_OPT_LEVEL).')
 FLAGS = flags.FLAGS
 
 # name: (dataset, layers, init_channels, batch, order)
@@ -89,7 +91,8 @@ def measure_step(step, state, batches) -> dict:
   state = parallel.replicate(state, mesh)
   batches = [parallel.shard_batch(b, mesh) for b in batches]
   t, cpu = time.time(), time.process_time()
-  lowered = jax.jit(step).lower(state, *batches)
+  options = parallel.compiler_options(FLAGS.cpu_opt_level)
+  lowered = jax.jit(step, compiler_options=options).lower(state, *batches)
   lower_s = time.time() - t
   compiled = lowered.compile()
   compile_s, compile_cpu_s = time.time() - t, time.process_time() - cpu
@@ -230,7 +233,8 @@ def main(argv):
     env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE='false', **fake_devices_env(num_devices))
     proc = subprocess.run([sys.executable, __file__, f'--case={name}', f'--steps={FLAGS.steps}',
                            f'--depthwise_impl={FLAGS.depthwise_impl}',
-                           f'--cell_impl={FLAGS.cell_impl}'],
+                           f'--cell_impl={FLAGS.cell_impl}',
+                           f'--cpu_opt_level={FLAGS.cpu_opt_level}'],
                           env=env, capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
     if proc.returncode or not lines:
