@@ -135,48 +135,52 @@ def channel_shuffle(x, groups: int):
 
 
 class _ScannedEdge(nn.Module):
-  """One iteration of a scan over edges: node_sums[dst] += mixed_edge(source[src]).
+  """One iteration of a scan over edges: states[dst] += mixed_edge(source[src]).
 
-  Sources are the node sums themselves (`from_nodes`, edges between nodes,
-  scanned in source order so that a node is complete before it is read) or the
-  cell's two preprocessed inputs.
+  The source is the carried `states` themselves (`from_states`; edges are
+  scanned in source order, so a state is complete before it is read) or
+  `inputs`, the cell's two preprocessed inputs (strided edges of a reduction cell).
   """
   primitives: Sequence[str]
   channels: int
   stride: int
-  from_nodes: bool
+  from_states: bool
   train: bool
   depthwise_impl: str = 'auto'
   partial_channels: int = 1
   skip_unused_ops: bool = False
 
   @nn.compact
-  def __call__(self, node_sums, edge, inputs):
+  def __call__(self, states, edge, inputs):
     src, dst, weights = edge
-    x = jax.lax.dynamic_index_in_dim(node_sums if self.from_nodes else inputs, src,
+    x = jax.lax.dynamic_index_in_dim(states if self.from_states else inputs, src,
                                      keepdims=False)
     out = MixedEdges(self.primitives, self.channels, self.stride, 1, self.depthwise_impl,
                      partial_channels=self.partial_channels,
                      skip_unused_ops=self.skip_unused_ops, name='edge')(x, weights[None],
                                                                         self.train)[0]
-    total = jax.lax.dynamic_index_in_dim(node_sums, dst, keepdims=False) + out.astype(
-        node_sums.dtype)
-    return jax.lax.dynamic_update_index_in_dim(node_sums, total, dst, 0), None
+    total = jax.lax.dynamic_index_in_dim(states, dst, keepdims=False) + out.astype(states.dtype)
+    return jax.lax.dynamic_update_index_in_dim(states, total, dst, 0), None
 
 
-def _scan_edges(cell, name, rows, node_sums, inputs, weights, stride, from_nodes, train):
-  """Adds the edges `rows` (alpha rows, in evaluation order) to `node_sums`."""
+def _scan_edges(cell, name, rows, states, inputs, weights, stride, train, src_offset=0,
+                dst_offset=0):
+  """Adds the edges `rows` (alpha rows, in evaluation order) into `states`.
+
+  An edge (node i <- state j) reads `states[j - src_offset]` (or `inputs[j]`
+  when `inputs` is given) and adds to `states[i + dst_offset]`.
+  """
   edges = genotypes.edge_list(cell.steps)
-  src = np.array([edges[r][1] - (2 if from_nodes else 0) for r in rows], np.int32)
-  dst = np.array([edges[r][0] for r in rows], np.int32)
+  src = np.array([edges[r][1] - src_offset for r in rows], np.int32)
+  dst = np.array([edges[r][0] + dst_offset for r in rows], np.int32)
   scan = nn.scan(_ScannedEdge, variable_axes={'params': 0, 'batch_stats': 0},
                  split_rngs={'params': True}, in_axes=(0, nn.broadcast), length=len(rows))
-  body = scan(cell.primitives, cell.channels, stride, from_nodes, train, cell.depthwise_impl,
-              partial_channels=cell.partial_channels, skip_unused_ops=cell.skip_unused_ops,
-              name=name)
-  node_sums, _ = body(node_sums, (jnp.asarray(src), jnp.asarray(dst),
-                                  weights[jnp.asarray(np.array(rows))]), inputs)
-  return node_sums
+  body = scan(cell.primitives, cell.channels, stride, inputs is None, train,
+              cell.depthwise_impl, partial_channels=cell.partial_channels,
+              skip_unused_ops=cell.skip_unused_ops, name=name)
+  states, _ = body(states, (jnp.asarray(src), jnp.asarray(dst),
+                            weights[jnp.asarray(np.array(rows))]), inputs)
+  return states
 
 
 class SearchCell(nn.Module):
@@ -219,18 +223,23 @@ class SearchCell(nn.Module):
     return jnp.concatenate(states[-self.multiplier:], axis=-1)
 
   def _scanned(self, s0, s1, weights, train):
-    stride = 2 if self.reduction else 1
+    """A normal cell is one scan over its edges (states: inputs, then nodes); a
+    reduction cell two: the strided edges from the inputs, then those between nodes."""
+    rows = [r for _, rs in edges_by_source(self.steps) for r in rs]
+    if not self.reduction:
+      states = jnp.concatenate([jnp.stack([s0, s1]),
+                                jnp.zeros((self.steps,) + s1.shape, s1.dtype)])
+      states = _scan_edges(self, 'edges', rows, states, None, weights, 1, train, dst_offset=2)
+      return jnp.concatenate(list(states[-self.multiplier:]), axis=-1)
     b, h, w, c = s1.shape
-    node_sums = jnp.zeros((self.steps, b, -(-h // stride), -(-w // stride), c), s1.dtype)
-    by_source = edges_by_source(self.steps)
-    from_inputs = [r for src, rows in by_source if src < 2 for r in rows]
-    from_nodes = [r for src, rows in by_source if src >= 2 for r in rows]
-    node_sums = _scan_edges(self, 'edges_from_inputs', from_inputs, node_sums,
-                            jnp.stack([s0, s1]), weights, stride, False, train)
-    if from_nodes:
-      node_sums = _scan_edges(self, 'edges_from_nodes', from_nodes, node_sums, None, weights,
-                              1, True, train)
-    return jnp.concatenate(list(node_sums[-self.multiplier:]), axis=-1)
+    nodes = jnp.zeros((self.steps, b, -(-h // 2), -(-w // 2), c), s1.dtype)
+    from_inputs = rows[:2 * self.steps]  # Sorted by source: states 0 and 1 first.
+    nodes = _scan_edges(self, 'edges_from_inputs', from_inputs, nodes, jnp.stack([s0, s1]),
+                        weights, 2, train)
+    if rows[2 * self.steps:]:
+      nodes = _scan_edges(self, 'edges_from_nodes', rows[2 * self.steps:], nodes, None,
+                          weights, 1, train, src_offset=2)
+    return jnp.concatenate(list(nodes[-self.multiplier:]), axis=-1)
 
 
 class SearchNetwork(nn.Module):

@@ -20,10 +20,11 @@ def _uniform_weights(num_ops):
   return {'normal': w, 'reduce': w}
 
 
-def test_param_count_matches_reference():
+@pytest.mark.parametrize('cell_impl', ['grouped', 'scan'])
+def test_param_count_matches_reference(cell_impl):
   # The PyTorch reference (8 cells, C=16, 10 classes) has 1,930,618 weights
   # (alphas excluded); shapes only, nothing is compiled.
-  net = supernet.SearchNetwork(genotypes.PRIMITIVES, num_classes=10)
+  net = supernet.SearchNetwork(genotypes.PRIMITIVES, num_classes=10, cell_impl=cell_impl)
   shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)),
                                            _uniform_weights(8), train=True))
   count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes['params']))
@@ -115,20 +116,18 @@ def test_depthwise_lowerings_agree(shared, k, dilation, stride):
       np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 
 
-def _grouped_to_scanned(grouped: dict, steps: int) -> dict:
+def _grouped_to_scanned(grouped: dict, steps: int, reduction: bool) -> dict:
   """Re-stacks a 'grouped' cell's per-source variables into the 'scan' layout."""
   position = {r: (src, e) for src, rows in supernet.edges_by_source(steps)
               for e, r in enumerate(rows)}
-  by_source = supernet.edges_by_source(steps)
-  scan_rows = {'edges_from_inputs': [r for s, rows in by_source if s < 2 for r in rows],
-               'edges_from_nodes': [r for s, rows in by_source if s >= 2 for r in rows]}
+  rows = [r for _, rs in supernet.edges_by_source(steps) for r in rs]
+  scans = ({'edges_from_inputs': rows[:2 * steps], 'edges_from_nodes': rows[2 * steps:]}
+           if reduction else {'edges': rows})
   out = {k: v for k, v in grouped.items() if not k.startswith('edges_from_')}
-  for name, rows in scan_rows.items():
-    if not rows:
-      continue
+  for name, scan_rows in scans.items():
     # Parameter-free ops (pools) keep one set of BN statistics per source state.
     per_row = [jax.tree.map(lambda a, e=position[r][1]: a[e:e + 1] if a.shape[0] > 1 else a,
-                            grouped[f'edges_from_{position[r][0]}']) for r in rows]
+                            grouped[f'edges_from_{position[r][0]}']) for r in scan_rows]
     out[name] = {'edge': jax.tree.map(lambda *a: jnp.stack(a), *per_row)}
   return out
 
@@ -146,8 +145,10 @@ def test_scanned_cells_equal_grouped_cells():
   grouped_net, scanned_net = make('grouped'), make('scan')
   grouped_vars = jax.jit(functools.partial(grouped_net.init, train=True))(jax.random.key(1), x,
                                                                         weights)
-  to_scan = lambda tree: {k: _grouped_to_scanned(v, steps) if k.startswith('cell_') else v
-                          for k, v in tree.items()}
+  reductions = supernet.reduction_layers(2)
+  to_scan = lambda tree: {
+      k: _grouped_to_scanned(v, steps, int(k[5:]) in reductions) if k.startswith('cell_') else v
+      for k, v in tree.items()}
   scanned_vars = {c: to_scan(v) for c, v in grouped_vars.items()}
   assert (jax.tree.map(jnp.shape, scanned_vars)
           == jax.tree.map(jnp.shape, jax.eval_shape(functools.partial(scanned_net.init, train=True),
