@@ -233,11 +233,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         step += 1
         step_metrics.append(m)
         guard.add(step, m['finite'])
-        # Steps run asynchronously: count the previous step once it has finished, so the
-        # progress rate is real throughput while one step stays in flight.
-        if len(step_metrics) > 1:
-          jax.block_until_ready(step_metrics[-2])
-        progress.update(1)
+        progress.step_dispatched(step_metrics)
         if guard.after_step(state, step):
           progress.close()
           writer.close()

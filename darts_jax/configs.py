@@ -24,6 +24,7 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
                        num_candidates=100, candidate_eval_examples=256, skip_unused_ops=True)
   config.model = dict(init_channels=16, layers=8, stem_multiplier=3, depthwise_impl='auto',
                       cell_impl='auto',  # 'scan' on CPU, 'grouped' on GPU/TPU.
+                      remat='auto',  # Recompute activations in backward: 'auto' = on CPU.
                       compute_dtype='float32')  # Or 'bfloat16' (params stay float32).
   config.train = dict(batch_size=64, epochs=50, lr=0.025, lr_min=0.001, momentum=0.9,
                       weight_decay=3e-4, grad_clip=5.0, crop_padding=4)

@@ -19,9 +19,10 @@ gradient, batch 16, CPU seconds of a loaded 2-core machine): compile 35 s
 ('slices' 67 s, 'masked' 33 s), step 1.6 s ('slices' 2.2 s, 'masked' 1.9 s);
 2-cell first-order search step: compile 120 s vs 116 s ('masked'), step 5.9 s
 vs 7.2 s.
-XLA:CPU's compile time of a whole supernet is dominated by LLVM code
-generation of its ~450 distinct fused kernels per cell, not by the depthwise
-lowering; see BUILD_NOTES.md.
+XLA:CPU's compile time of a whole supernet is dominated by the size of the
+program (LLVM code generation of ~450 distinct fused kernels per 'grouped'
+cell), not by the depthwise lowering; the 'scan' cells of `supernet` cut it
+several fold; see BUILD_NOTES.md.
 """
 
 import functools

@@ -149,6 +149,7 @@ def build_model(config, num_classes: int):
       stem_multiplier=config.model.stem_multiplier,
       depthwise_impl=config.model.depthwise_impl,
       cell_impl=supernet.resolve_cell_impl(config.model.get('cell_impl', 'auto')),
+      remat=supernet.resolve_remat(config.model.get('remat', 'auto')),
       **network_options(config))
 
 

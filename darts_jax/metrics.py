@@ -17,6 +17,7 @@ import time
 from typing import Any, Mapping, Sequence, TextIO
 
 from absl import logging
+import jax
 import numpy as np
 
 TENSORBOARD_SUBDIR = 'tensorboard'
@@ -274,6 +275,16 @@ class Progress:
     if not self.total or not r or not math.isfinite(r):
       return math.nan
     return max(self.total - self.n, 0) / r
+
+  def step_dispatched(self, step_outputs: list) -> None:
+    """Counts a step of an asynchronous loop (`step_outputs`: one entry per step so far).
+
+    Counts the previous step once it has finished, so that the rate is real
+    throughput while one step stays in flight.
+    """
+    if len(step_outputs) > 1:
+      jax.block_until_ready(step_outputs[-2])
+    self.update(1)
 
   def update(self, n: int = 1, **postfix: Any) -> None:
     """Advances by `n` steps; `postfix` values (loss=..., acc=...) are shown."""

@@ -7,6 +7,7 @@ Command (the full table; the 8-cell cases take many minutes each on a 2-core CPU
   python experiments/benchmark.py --cases=cifar4_first_b16 --depthwise_impl=loop
   python experiments/benchmark.py --cases=digits --devices=1,2,4,8   # fake CPU devices
   python experiments/benchmark.py --cases=methods     # every search method, both spaces
+  python experiments/benchmark.py --cases=floor_b64   # multiply-adds and matmul rate
 
 Each case runs in its own subprocess (so peak RSS is per case) and times:
   init_seconds     jitted init of weights and batch statistics;
@@ -38,6 +39,7 @@ flags.DEFINE_string('cell_impl', 'auto', 'config.model.cell_impl for every searc
                     'auto, grouped (edges batched per source state), scan (lax.scan over edges).')
 flags.DEFINE_integer('cpu_opt_level', 1, 'XLA:CPU backend optimization level of the step '
                      '(the trainers use darts_jax.parallel.CPU_BACKEND_OPT_LEVEL).')
+flags.DEFINE_string('remat', 'auto', 'config.model.remat for the search cases (auto, true, false).')
 FLAGS = flags.FLAGS
 
 # name: (dataset, layers, init_channels, batch, order)
@@ -72,6 +74,15 @@ METHOD_CASES = {
     for suffix in (('', '_dense') if method in ('gdas', 'random_ws') else ('',))
 }
 
+
+# The arithmetic floor (issue #8), name: (layers, init_channels, batch). Counts the
+# floating-point operations of the first-order and exact second-order steps of the
+# 8-cell search network with XLA's HLO cost analysis (on the 'grouped' cells with
+# XLA's convolutions, a program without loops, so every op is counted once per run;
+# multiply-adds = flops / 2), and times a 2048^2 float32 matrix multiply on this
+# machine. floor_seconds = flops / matmul rate: the step time if every op ran at
+# the matmul rate.
+FLOOR_CASES = {'floor_b64': (8, 16, 64), 'floor_b16': (8, 16, 16)}
 
 
 def random_batch(info, batch: int) -> dict:
@@ -192,6 +203,7 @@ def run_case(name):
   config.train.batch_size = batch
   config.model.depthwise_impl = FLAGS.depthwise_impl
   config.model.cell_impl = FLAGS.cell_impl
+  config.model.remat = FLAGS.remat
   info = data.get_info(dataset)
   model = search.build_model(config, info.num_classes)
   state, init_s = timed_init(lambda: search.init_state(model, config, info))
@@ -200,9 +212,50 @@ def run_case(name):
   print(json.dumps({
       'case': name, 'dataset': dataset, 'layers': layers, 'init_channels': channels,
       'batch': batch, 'order': order, 'depthwise_impl': conv.resolve_impl(FLAGS.depthwise_impl),
-      'cell_impl': supernet.resolve_cell_impl(FLAGS.cell_impl),
+      'cell_impl': supernet.resolve_cell_impl(FLAGS.cell_impl), 'remat': supernet.resolve_remat(FLAGS.remat),
       'init_seconds': init_s, **measure_step(step, state, [batch_data, batch_data]),
   }), flush=True)
+
+
+def run_floor_case(name):
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from darts_jax import configs, data, search  # pylint: disable=g-import-not-at-top
+  layers, channels, batch = FLOOR_CASES[name]
+  n = 2048
+  a = jax.random.normal(jax.random.key(0), (n, n))
+  matmul = jax.jit(lambda x: x @ x)
+  jax.block_until_ready(matmul(a))
+  times = []
+  for _ in range(5):
+    t = time.time()
+    jax.block_until_ready(matmul(a))
+    times.append(time.time() - t)
+  gflops = 2 * n**3 / float(np.median(times)) / 1e9
+  out = {'case': name, 'layers': layers, 'init_channels': channels, 'batch': batch,
+         'matmul_gflops': round(gflops, 1)}
+  for order in ('first', 'second'):
+    config = configs.search_config(order)
+    config.dataset.name = 'cifar10'
+    config.model.layers = layers
+    config.model.init_channels = channels
+    config.model.cell_impl = 'grouped'
+    config.model.depthwise_impl = 'xla'
+    config.model.remat = 'false'  # Count each op once.
+    info = data.get_info('cifar10')
+    model = search.build_model(config, info.num_classes)
+    state = jax.eval_shape(lambda: search.init_state(model, config, info))
+    images = jax.ShapeDtypeStruct((batch,) + info.image_shape, jnp.uint8)
+    labels = jax.ShapeDtypeStruct((batch,), jnp.int32)
+    b = {'image': images, 'label': labels}
+    step = search.make_search_step(model, config, info, steps_per_epoch=100)
+    cost = jax.jit(step).lower(state, b, b).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    key = {'first': 'first_order', 'second': 'second_order_exact'}[order]
+    out[f'{key}_gmacs'] = round(cost['flops'] / 2e9, 1)
+    out[f'{key}_floor_seconds'] = round(cost['flops'] / (gflops * 1e9), 2)
+  print(json.dumps(out), flush=True)
 
 
 def fake_devices_env(num_devices: str) -> dict:
@@ -220,9 +273,12 @@ def main(argv):
     if FLAGS.case in METHOD_CASES:
       run_method_case(FLAGS.case)
       return
+    if FLAGS.case in FLOOR_CASES:
+      run_floor_case(FLAGS.case)
+      return
     (run_augment_case if FLAGS.case in AUGMENT_CASES else run_case)(FLAGS.case)
     return
-  known = list(CASES) + list(AUGMENT_CASES) + list(METHOD_CASES)
+  known = list(CASES) + list(AUGMENT_CASES) + list(METHOD_CASES) + list(FLOOR_CASES)
   names = known if FLAGS.cases == 'all' else FLAGS.cases.split(',')
   if FLAGS.cases == 'methods':
     names = list(METHOD_CASES)
@@ -234,7 +290,8 @@ def main(argv):
     proc = subprocess.run([sys.executable, __file__, f'--case={name}', f'--steps={FLAGS.steps}',
                            f'--depthwise_impl={FLAGS.depthwise_impl}',
                            f'--cell_impl={FLAGS.cell_impl}',
-                           f'--cpu_opt_level={FLAGS.cpu_opt_level}'],
+                           f'--cpu_opt_level={FLAGS.cpu_opt_level}',
+                           f'--remat={FLAGS.remat}'],
                           env=env, capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
     if proc.returncode or not lines:

@@ -132,8 +132,9 @@ def _grouped_to_scanned(grouped: dict, steps: int, reduction: bool) -> dict:
   return out
 
 
-def test_scanned_cells_equal_grouped_cells():
-  """cell_impl='scan' (one edge per scan step) is the same function as 'grouped'."""
+@pytest.mark.parametrize('remat', [False, True])
+def test_scanned_cells_equal_grouped_cells(remat):
+  """cell_impl='scan' (one edge per scan step) == 'grouped', with or without remat."""
   prims = ('none', 'avg_pool_3x3', 'skip_connect', 'dil_conv_3x3')
   steps = 2
   num_edges = len(genotypes.edge_list(steps))
@@ -141,7 +142,8 @@ def test_scanned_cells_equal_grouped_cells():
   weights = {k: jax.nn.softmax(jax.random.normal(jax.random.key(i), (num_edges, 4)), -1)
              for i, k in enumerate(('normal', 'reduce'))}
   make = lambda impl: supernet.SearchNetwork(prims, num_classes=5, init_channels=4, layers=2,
-                                             steps=steps, multiplier=steps, cell_impl=impl)
+                                             steps=steps, multiplier=steps, cell_impl=impl,
+                                             remat=remat)
   grouped_net, scanned_net = make('grouped'), make('scan')
   grouped_vars = jax.jit(functools.partial(grouped_net.init, train=True))(jax.random.key(1), x,
                                                                         weights)
@@ -166,3 +168,11 @@ def test_scanned_cells_equal_grouped_cells():
   jax.tree.map(close, to_scan(g_vars['params']), s_vars['params'])
   jax.tree.map(close, to_scan(g_state['batch_stats']), s_state['batch_stats'])
   jax.tree.map(close, g_w, s_w)
+
+
+def test_resolve_remat_reads_bools_and_command_line_strings():
+  assert supernet.resolve_remat(True) and not supernet.resolve_remat(False)
+  assert supernet.resolve_remat('True') and not supernet.resolve_remat('false')
+  assert supernet.resolve_remat('auto') == (jax.default_backend() == 'cpu')
+  with pytest.raises(ValueError, match="use 'auto', 'true' or 'false'"):
+    supernet.resolve_remat('sometimes')
