@@ -13,7 +13,10 @@ Each case runs in its own subprocess (so peak RSS is per case) and times:
   init_seconds     jitted init of weights and batch statistics;
   compile_seconds  lowering + XLA compile of the whole bilevel step (no cache);
   lower_seconds    the lowering part of it (tracing to StableHLO);
-  step_seconds     median wall time of `--steps` steps after the first.
+  step_seconds     median wall time of `--steps` steps after the first;
+  projected_*      CIFAR cases: one search epoch (25k/25k, 391 steps at batch 64) and
+                   the 50-epoch search from step_seconds (issue #8; on a GPU run
+                   `--cases=cifar_first_b64,cifar_second_exact_b64`).
 Data are random uint8 images (the step includes augmentation and normalisation).
 """
 
@@ -52,6 +55,7 @@ CASES = {
     'cifar_first_b64': ('cifar10', 8, 16, 64, 'first'),
     'cifar_second_exact_b16': ('cifar10', 8, 16, 16, 'second_exact'),
     'cifar_second_fd_b16': ('cifar10', 8, 16, 16, 'second_fd'),
+    'cifar_second_exact_b64': ('cifar10', 8, 16, 64, 'second_exact'),
 }
 
 # Evaluation ("augment") network, name: (dataset, genotype, layers, init_channels, batch).
@@ -209,12 +213,25 @@ def run_case(name):
   state, init_s = timed_init(lambda: search.init_state(model, config, info))
   batch_data = random_batch(info, batch)
   step = search.make_search_step(model, config, info, steps_per_epoch=100)
+  timings = measure_step(step, state, [batch_data, batch_data])
   print(json.dumps({
       'case': name, 'dataset': dataset, 'layers': layers, 'init_channels': channels,
       'batch': batch, 'order': order, 'depthwise_impl': conv.resolve_impl(FLAGS.depthwise_impl),
-      'cell_impl': supernet.resolve_cell_impl(FLAGS.cell_impl), 'remat': supernet.resolve_remat(FLAGS.remat),
-      'init_seconds': init_s, **measure_step(step, state, [batch_data, batch_data]),
+      'cell_impl': supernet.resolve_cell_impl(FLAGS.cell_impl),
+      'remat': supernet.resolve_remat(FLAGS.remat), 'init_seconds': init_s, **timings,
+      **projected_search_cost(dataset, batch, timings['step_seconds'], config.train.epochs),
   }), flush=True)
+
+
+def projected_search_cost(dataset: str, batch: int, step_seconds: float, epochs: int) -> dict:
+  """A CIFAR search epoch (25k search-train images in steps of `batch`) and the whole
+  search, projected from the measured step time: the end-of-epoch validation pass and
+  data loading are not included (the trainer reports its data wait separately)."""
+  if dataset not in ('cifar10', 'cifar100'):
+    return {}
+  steps = -(-25_000 // batch)
+  return {'projected_epoch_minutes': round(steps * step_seconds / 60, 1),
+          f'projected_{epochs}_epoch_search_hours': round(epochs * steps * step_seconds / 3600, 2)}
 
 
 def run_floor_case(name):
