@@ -12,8 +12,11 @@ Expected result: the paper reports a derived cell that, trained from scratch
 (experiments/augment_cifar10.py), reaches 3.00 +- 0.14 % (first order) and
 2.76 +- 0.09 % (second order) test error with ~3.3M parameters; the search's
 own validation accuracy ends near 88-90 %. The reference takes ~1.5 (first
-order) and ~4 (second order) GPU-days for 4 runs. On a 2-core CPU this config
-is not practical (see BUILD_NOTES.md for measured step times).
+order) and ~4 (second order) GPU-days for 4 runs.
+Expected time: on a 2-core CPU (measured, `experiments/benchmark.py`) the step
+compiles in ~50 s (first order; ~160 s exact second order) and takes 21.5 s
+(first order) / 65 s (exact second order) at batch 64: 391 steps per epoch, so
+~117 / ~353 hours for 50 epochs, not practical; use a GPU or TPU.
 """
 
 import ml_collections
