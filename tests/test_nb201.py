@@ -7,6 +7,8 @@ CPU each on a 2-core machine): by default this file searches with random_ws
 
 import builtins
 import os
+import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -144,6 +146,46 @@ def test_benchmark_lookup_is_skipped_without_a_path_or_package(tmp_path, monkeyp
   monkeypatch.setattr(builtins, '__import__', no_benchmark)
   assert 'neither nas_201_api nor nats_bench' in nb201.benchmark_accuracy(
       arch, config)['benchmark']
+
+
+class _FakeBenchmarkAPI:
+  """Stands in for nas_201_api.NASBench201API (the real file is ~2 GB): the calls and the
+  result keys of the published API (query_index_by_arch, get_more_info(..., hp='200'))."""
+  calls = []
+
+  def __init__(self, path, verbose=True):
+    self.calls.append(('open', path, verbose))
+
+  def query_index_by_arch(self, text):
+    self.calls.append(('query', text))
+    return 1462 if text == EXAMPLE else -1
+
+  def get_more_info(self, index, dataset, iepoch=None, hp='12', is_random=True):
+    self.calls.append(('info', index, dataset, hp, is_random))
+    if index < 0:
+      raise ValueError('unknown architecture')
+    return {'test-accuracy': 93.76, 'test-loss': 0.25}
+
+
+def test_benchmark_lookup_with_the_api_reports_the_tabulated_accuracy(tmp_path, monkeypatch):
+  fake = types.ModuleType('nas_201_api')
+  fake.NASBench201API = _FakeBenchmarkAPI
+  monkeypatch.setitem(sys.modules, 'nas_201_api', fake)
+  path = tmp_path / 'NAS-Bench-201-v1_1-096897.pth'
+  path.write_bytes(b'')
+  config = method_configs.search_nb201('darts')
+  config.search_space.benchmark_path = str(path)
+  _FakeBenchmarkAPI.calls = []
+  result = nb201.benchmark_accuracy(nb201.parse_arch(EXAMPLE), config)
+  assert result == {'benchmark_index': 1462, 'benchmark_dataset': 'cifar10',
+                    'benchmark_test_acc': 93.76}
+  assert _FakeBenchmarkAPI.calls == [('open', str(path), False), ('query', EXAMPLE),
+                                     ('info', 1462, 'cifar10', '200', False)]
+  # An API error (here: an architecture missing from the table) is a skip, not a crash.
+  other = nb201.random_arch(3)
+  assert nb201.arch_to_string(other) != EXAMPLE
+  assert nb201.benchmark_accuracy(other, config)['benchmark'].startswith(
+      'skipped: the benchmark API failed')
 
 
 # ---------------------------------------------------------------------------
