@@ -260,6 +260,10 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
   if config.model.get('cell_impl', 'auto') not in supernet.CELL_IMPLEMENTATIONS:
     raise UserError(f'unknown config.model.cell_impl {config.model.cell_impl!r}; '
                     f'use one of {supernet.CELL_IMPLEMENTATIONS}')
+  try:
+    supernet.resolve_remat(config.model.get('remat', 'auto'))
+  except ValueError as e:
+    raise UserError(str(e)) from None
   if config.model.depthwise_impl not in conv.IMPLEMENTATIONS:
     raise UserError(f'unknown config.model.depthwise_impl {config.model.depthwise_impl!r}; '
                     f'use one of {conv.IMPLEMENTATIONS}')

@@ -39,8 +39,8 @@ def resolve_cell_impl(impl: str = 'auto') -> str:
 def resolve_remat(remat='auto') -> bool:
   """Whether cells recompute their activations in the backward pass (`jax.checkpoint`).
 
-  'auto': on CPU, where it made the 8-cell search step 1.7x faster (less memory
-  traffic) with 3x less memory (BUILD_NOTES.md); not elsewhere. Accepts a bool or
+  'auto': on CPU, where it made the 8-cell search step 1.7-1.9x faster (less memory
+  traffic) with 2-3x less memory (BUILD_NOTES.md); not elsewhere. Accepts a bool or
   'auto' / 'true' / 'false' (a command-line override of the config field is a string).
   """
   if isinstance(remat, str):

@@ -44,6 +44,7 @@ CASES = [
     ("only the 'none' op", _set('search_space.primitives', ['none']), 'none'),
     ('negative crop padding', _set('train.crop_padding', -1), 'crop_padding'),
     ('unknown depthwise lowering', _set('model.depthwise_impl', 'fft'), 'fft'),
+    ('unknown remat value', _set('model.remat', 'sometimes'), "'auto', 'true' or 'false'"),
     ('zero eval batch', _set('eval_batch_size', 0), 'eval_batch_size'),
     ('negative checkpoint interval', _set('checkpoint_every_steps', -5),
      'checkpoint_every_steps'),
