@@ -287,13 +287,13 @@ class SearchNetwork(nn.Module):
     s0 = s1 = s
     c = self.init_channels
     reduction_prev = False
+    cell_cls = SearchCell
+    if self.remat and self.cell_impl != 'scan':
+      cell_cls = nn.remat(SearchCell, static_argnums=(4,))  # `train` (self is argument 0).
     for i in range(self.layers):
       reduction = i in reduction_layers(self.layers)
       if reduction:
         c *= 2
-      cell_cls = SearchCell
-      if self.remat and self.cell_impl != 'scan':
-        cell_cls = nn.remat(SearchCell, static_argnums=(4,))  # `train` (self is argument 0).
       cell = cell_cls(self.primitives, c, reduction, reduction_prev, self.steps,
                         self.multiplier, self.depthwise_impl,
                         partial_channels=self.partial_channels,

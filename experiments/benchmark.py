@@ -155,6 +155,7 @@ def run_method_case(name):
   config.model.init_channels = channels
   config.model.depthwise_impl = FLAGS.depthwise_impl
   config.model.cell_impl = FLAGS.cell_impl
+  config.model.remat = FLAGS.remat
   config.train.batch_size = batch
   config.method.skip_unused_ops = skip
   config.method.partial_channels = 4
