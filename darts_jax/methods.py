@@ -398,6 +398,13 @@ def arch_text(arch) -> str:
   return genotypes.genotype_to_text(arch)
 
 
+def parse_arch_text(config, text: str):
+  """The architecture `arch_text` wrote: a Genotype or an nb201.Arch, by the config's space."""
+  if space_name(config) == 'nb201':
+    return nb201.parse_arch(text, primitives(config))
+  return genotypes.parse_genotype(text, known_ops=primitives(config))
+
+
 def arch_json(arch) -> Any:
   if isinstance(arch, nb201.Arch):
     return {'nb201_arch': nb201.arch_to_string(arch)}

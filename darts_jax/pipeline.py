@@ -1,4 +1,7 @@
-"""Search, then train the derived cell from scratch next to a random cell of the same space."""
+"""Search, then train the derived cell from scratch next to a random cell of the same space.
+
+Works in both search spaces: a DARTS genotype or a NAS-Bench-201 cell (arch string).
+"""
 
 import os
 
@@ -9,6 +12,7 @@ import numpy as np
 from darts_jax import augment
 from darts_jax import checkpoint
 from darts_jax import genotypes
+from darts_jax import methods
 from darts_jax import search
 
 
@@ -28,10 +32,10 @@ def random_genotype(primitives, steps: int, multiplier: int, seed: int) -> genot
   return genotypes.validate_genotype(genotypes.Genotype(cell(), concat, cell(), concat))
 
 
-def _train(config: ml_collections.ConfigDict, genotype, workdir: str) -> dict:
+def _train(config: ml_collections.ConfigDict, arch, workdir: str) -> dict:
   config = config.copy_and_resolve_references()
   with config.unlocked():
-    config.genotype = genotypes.genotype_to_text(genotype)
+    config.genotype = methods.arch_text(arch)
   return augment.train_and_evaluate(config, workdir)
 
 
@@ -43,8 +47,8 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if search_result.get('preempted'):
     return search_result
   # From the result, not the file process 0 may still be writing.
-  derived = genotypes.load_genotype(search_result['genotype'])
-  result = {'genotype': genotypes.genotype_to_text(derived),
+  derived = methods.parse_arch_text(config.search, search_result['genotype'])
+  result = {'genotype': methods.arch_text(derived),
             'search_val_acc': search_result['val_acc']}
   derived_result = _train(config.augment, derived, os.path.join(workdir, 'augment'))
   if derived_result.get('preempted'):
@@ -52,16 +56,15 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str) -> dict:
   result['test_acc'] = derived_result['test_acc']
   result['params'] = derived_result['params']
   if config.random_baseline:
-    space = config.search.search_space
-    random_cell = random_genotype(space.primitives, space.steps, space.multiplier, config.seed)
+    random_cell = methods.random_architecture(config.search, config.seed)
     random_result = _train(config.augment, random_cell, os.path.join(workdir, 'random'))
     if random_result.get('preempted'):
       return random_result
-    result['random_genotype'] = genotypes.genotype_to_text(random_cell)
+    result['random_genotype'] = methods.arch_text(random_cell)
     result['random_test_acc'] = random_result['test_acc']
     result['random_params'] = random_result['params']
   if is_main:
     checkpoint.write_json(os.path.join(workdir, 'result.json'), result)
     from darts_jax import report  # pylint: disable=g-import-not-at-top
-    report.write_report(workdir)
+    report.write_report_or_warn(workdir)
   return result

@@ -287,8 +287,28 @@ def _count_ops(pairs: Sequence[tuple[str, int]], op: str) -> int:
   return sum(1 for o, _ in pairs if o == op)
 
 
+def _nb201_edges(arch: str) -> list[tuple[str, int]]:
+  """(op, input) per edge of an arch string, node by node; [] if it does not parse."""
+  edges = []
+  for node in arch.strip().split('+'):
+    for entry in node.strip('|').split('|'):
+      op, _, src = entry.partition('~')
+      if not src.isdigit():
+        return []
+      edges.append((op, int(src)))
+  return edges
+
+
+def _nb201_cell_summary(arch: str) -> str:
+  """'1←0 nor_conv_3x3, 2←0 ..., ...' for an arch string."""
+  nodes = [n for n in arch.strip().split('+')]
+  return ', '.join(f'{i}←{e.partition("~")[2]} {e.partition("~")[0]}'
+                   for i, node in enumerate(nodes, start=1)
+                   for e in node.strip('|').split('|'))
+
+
 def _summary_cards(rows: list[dict[str, Any]], g: Any,
-                   results: dict[str, Any]) -> str:
+                   results: dict[str, Any], nb201_arch: str | None = None) -> str:
   cards = []
   if rows:
     xkey, x = _x_axis(rows)
@@ -314,6 +334,10 @@ def _summary_cards(rows: list[dict[str, Any]], g: Any,
     cards.append(_card('skip_connect in normal cell',
                        str(_count_ops(g.normal, 'skip_connect')),
                        f'of {len(g.normal)} edges'))
+  elif nb201_arch and _nb201_edges(nb201_arch):
+    edges = _nb201_edges(nb201_arch)
+    cards.append(_card('skip_connect in the cell', str(_count_ops(edges, 'skip_connect')),
+                       f'of {len(edges)} edges'))
   return f'<div class="cards">{"".join(cards)}</div>' if cards else ''
 
 
@@ -364,13 +388,44 @@ def _cell_summary(pairs: Sequence[tuple[str, int]]) -> str:
                    for k, (op, src) in enumerate(pairs))
 
 
+def _nb201_history_section(records: list[dict[str, Any]]) -> str:
+  rows, prev = [], None
+  for rec in records:
+    arch = rec['genotype']['nb201_arch']
+    edges = _nb201_edges(arch)
+    changed = ('—' if prev is None else
+               str(sum(1 for a, b in zip(edges, prev) if a != b)))
+    cls = ' class="changed"' if prev is not None and edges != prev else ''
+    rows.append(f'<tr{cls}><td>{_esc(_fmt(rec.get("epoch")))}</td><td>{changed}</td>'
+                f'<td>{_count_ops(edges, "skip_connect")}</td>'
+                f'<td class="l">{_esc(arch)}</td></tr>')
+    prev = edges
+  if not rows:
+    return ''
+  table = ('<table><tr><th>epoch</th><th>edges changed</th><th>skip_connect</th>'
+           '<th class="l">cell (NAS-Bench-201 arch string)</th></tr>' + ''.join(rows)
+           + '</table>')
+  return _section(
+      'Cell per epoch',
+      '<p class="sub">derived cell after each epoch; highlighted rows changed. '
+      'Parameter-free ops (skip_connect, pooling) taking over is the DARTS collapse '
+      'NAS-Bench-201 measures.</p>'
+      f'<details{" open" if len(rows) <= 30 else ""}><summary>table '
+      f'({len(rows)} epochs)</summary>{table}</details>', 'history')
+
+
 def _history_section(path: str, notes: list[str]) -> str:
   if not os.path.isfile(path):
     notes.append(f'no {path}: genotype history not shown')
     return ''
+  records = visualize.read_jsonl(path, notes)
+  nb201 = [r for r in records if isinstance(r.get('genotype'), dict)
+           and isinstance(r['genotype'].get('nb201_arch'), str)]
+  if nb201:
+    return _nb201_history_section(nb201)
   rows = []
   prev = None
-  for rec in visualize.read_jsonl(path, notes):
+  for rec in records:
     try:
       g = visualize.genotype_from_record(rec.get('genotype'))
     except UserError as e:
@@ -462,7 +517,7 @@ def build_report_html(workdir: str | os.PathLike[str]) -> str:
   parts = []
   with tempfile.TemporaryDirectory(prefix='darts_report_') as tmp:
     parts.append(_safe(notes, 'summary',
-                       lambda: _summary_cards(rows, g, results)))
+                       lambda: _summary_cards(rows, g, results, rf.nb201_arch)))
     parts.append(_safe(notes, 'evaluation', lambda: _results_section(
         results, eval_rows, tmp, notes)))
 
@@ -475,6 +530,13 @@ def build_report_html(workdir: str | os.PathLike[str]) -> str:
     parts.append(_safe(notes, 'search curves', curves))
 
     def cells() -> str:
+      if rf.nb201_arch:
+        return _section(
+            'Final cell',
+            f'<p class="sub">NAS-Bench-201 cell (node←input op): '
+            f'{_esc(_nb201_cell_summary(rf.nb201_arch))}; from '
+            f'{_esc(rf.genotype_source)}</p><pre id="genotype">{_esc(rf.nb201_arch)}</pre>',
+            'cells')
       if g is None:
         return ''
       paths = visualize.draw_genotype(g, tmp, prefix='cell_')
@@ -554,6 +616,15 @@ def write_report(workdir: str | os.PathLike[str]) -> str:
     if os.path.exists(tmp):
       os.remove(tmp)
   return path
+
+
+def write_report_or_warn(workdir: str | os.PathLike[str]) -> str | None:
+  """`write_report` at the end of a run: a failure is logged, never fails the run."""
+  try:
+    return write_report(workdir)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('could not write the run report: %s: %s', type(e).__name__, e)
+    return None
 
 
 # ----------------------------------------------------------------------------

@@ -436,10 +436,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          primitives=np.array(primitives), **alphas)
     checkpoint.write_json(os.path.join(workdir, 'result.json'), result)
     from darts_jax import report  # pylint: disable=g-import-not-at-top
-    try:
-      report.write_report(workdir)
-    except Exception as e:  # pylint: disable=broad-except
-      logging.warning('could not write the run report: %s', e)
+    report.write_report_or_warn(workdir)
   return result
 
 

@@ -120,8 +120,15 @@ def steps_for_edges(num_edges: int) -> int | None:
   return steps if genotypes_lib.num_edges(steps) == num_edges else None
 
 
-def edge_labels(num_edges: int) -> list[str]:
-  """`dst←src` state labels per alpha row: '2←0', '2←1', '3←0', ..."""
+def nb201_edges() -> list[tuple[int, int]]:
+  """NAS-Bench-201's (node, input) per alpha row: 1←0, 2←0, 2←1, 3←0, 3←1, 3←2."""
+  return [(i, j) for i in range(1, 4) for j in range(i)]
+
+
+def edge_labels(num_edges: int, nb201: bool = False) -> list[str]:
+  """`dst←src` state labels per alpha row: '2←0', '2←1', '3←0', ... (NAS-Bench-201: '1←0', ...)."""
+  if nb201 and num_edges == len(nb201_edges()):
+    return [f'{i}←{j}' for i, j in nb201_edges()]
   steps = steps_for_edges(num_edges)
   if steps is None:
     return [f'e{r}' for r in range(num_edges)]
@@ -397,9 +404,12 @@ def _pick_rad(p1: tuple[float, float], p2: tuple[float, float],
 # Alphas.
 
 
-def _selected_cells(weights_logits: np.ndarray, primitives: Sequence[str]
-                    ) -> list[tuple[int, int]]:
-  """(row, col) of the alphas the DARTS rule keeps, for one cell."""
+def _selected_cells(weights_logits: np.ndarray, primitives: Sequence[str],
+                    nb201: bool = False) -> list[tuple[int, int]]:
+  """(row, col) of the alphas the derivation keeps, for one cell (DARTS: 2 strongest
+  non-'none' edges per node, best op; NAS-Bench-201: the best op of every edge)."""
+  if nb201:
+    return [(r, int(c)) for r, c in enumerate(np.argmax(weights_logits, axis=-1))]
   steps = steps_for_edges(weights_logits.shape[0])
   if steps is None or all(p == 'none' for p in primitives):
     return []
@@ -419,17 +429,21 @@ def plot_alpha_heatmap(alphas_normal: Any, alphas_reduce: Any,
                        title: str | None = None) -> str:
   """Heat map of the softmaxed alphas (edges x ops) of both cells.
 
-  Cells the DARTS rule keeps (2 strongest non-'none' edges per node, best op)
-  are outlined in red. The format follows the extension (.png or .svg).
+  Cells the derivation keeps (DARTS: 2 strongest non-'none' edges per node,
+  best op) are outlined in red. `alphas_reduce=None` is a NAS-Bench-201 search
+  (one cell, the best op of every edge kept). The format follows the extension
+  (.png or .svg).
 
   Returns:
     `path`.
   """
   path = os.fspath(path)
   prims = [str(p) for p in primitives]
-  logits = [np.asarray(alphas_normal, dtype=np.float64),
-            np.asarray(alphas_reduce, dtype=np.float64)]
-  for name, a in zip(CELLS, logits):
+  nb201 = alphas_reduce is None
+  names = ('NAS-Bench-201',) if nb201 else CELLS
+  logits = [np.asarray(a, dtype=np.float64) for a in
+            ((alphas_normal,) if nb201 else (alphas_normal, alphas_reduce))]
+  for name, a in zip(names, logits):
     if a.ndim != 2 or a.shape[1] != len(prims):
       raise UserError(f'alphas_{name} has shape {a.shape}, expected '
                       f'[num_edges, {len(prims)}] (one column per primitive)')
@@ -439,20 +453,21 @@ def plot_alpha_heatmap(alphas_normal: Any, alphas_reduce: Any,
   # Fixed layout in inches (faster than bbox_inches='tight', one draw pass).
   pw, ph = 0.55 * len(prims), 0.3 * rows
   left, gap, right, top, bottom = 1.05, 1.05, 1.0, 0.75, 1.25
-  fw, fh = left + 2 * pw + gap + right, bottom + ph + top
+  panels = len(logits)
+  fw, fh = left + panels * pw + (panels - 1) * gap + right, bottom + ph + top
   fig = new_figure((fw, fh))
   axes = [fig.add_axes(((left + k * (pw + gap)) / fw, bottom / fh, pw / fw,
-                        ph / fh)) for k in range(2)]
-  cax = fig.add_axes(((left + 2 * pw + gap + 0.15) / fw, bottom / fh,
-                      0.15 / fw, ph / fh))
+                        ph / fh)) for k in range(panels)]
+  cax = fig.add_axes(((left + panels * pw + (panels - 1) * gap + 0.15) / fw,
+                      bottom / fh, 0.15 / fw, ph / fh))
   image = None
-  for ax, name, a, w in zip(axes, CELLS, logits, weights):
+  for ax, name, a, w in zip(axes, names, logits, weights):
     image = ax.imshow(w, cmap='Blues', vmin=0.0, vmax=vmax, aspect='auto')
     ax.set_title(f'{name} cell')
     ax.set_xticks(range(len(prims)))
     ax.set_xticklabels(prims, rotation=45, ha='right', fontsize=9)
     ax.set_yticks(range(w.shape[0]))
-    ax.set_yticklabels(edge_labels(w.shape[0]), fontsize=9)
+    ax.set_yticklabels(edge_labels(w.shape[0], nb201), fontsize=9)
     ax.set_ylabel('edge (node ← input state)')
     for r in range(w.shape[0]):
       for c in range(w.shape[1]):
@@ -460,7 +475,7 @@ def plot_alpha_heatmap(alphas_normal: Any, alphas_reduce: Any,
         ax.text(c, r, f'{v:.2f}', ha='center', va='center', fontsize=7,
                 color='white' if v > 0.6 * vmax else 'black')
     try:
-      selected = _selected_cells(a, prims)
+      selected = _selected_cells(a, prims, nb201)
     except Exception:  # pylint: disable=broad-except
       selected = []  # e.g. NaN alphas: no outline, still a picture.
     for r, c in selected:
@@ -469,8 +484,9 @@ def plot_alpha_heatmap(alphas_normal: Any, alphas_reduce: Any,
   if image is not None:
     cbar = fig.colorbar(image, cax=cax)
     cbar.set_label('softmax weight')
-  fig.suptitle(title or 'architecture weights (softmax over ops; red = kept '
-               'in the derived genotype)', fontsize=11, y=1 - 0.12 / fh)
+  default_title = ('architecture weights (softmax over ops; red = kept in the derived '
+                   'cell)' if panels > 1 else 'softmax over ops; red = derived cell')
+  fig.suptitle(title or default_title, fontsize=11 if panels > 1 else 10, y=1 - 0.12 / fh)
   save_figure(fig, path, dpi=100, tight=False)
   return path
 
@@ -484,24 +500,27 @@ def epoch_of(path: str) -> int | None:
   return int(m.group(1)) if m else None
 
 
-def load_alphas(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_alphas(path: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
   """Reads an alphas .npz: `(normal, reduce, primitives)`.
 
+  `reduce` is None for a NAS-Bench-201 search (one cell, no `reduce` array).
   Missing `primitives` default to `genotypes.PRIMITIVES` when the column count
   matches, else to `op0, op1, ...`. Raises UserError on a bad file.
   """
   try:
     with np.load(path, allow_pickle=False) as data:
       normal = np.asarray(data['normal'], dtype=np.float64)
-      reduce = np.asarray(data['reduce'], dtype=np.float64)
+      reduce = (np.asarray(data['reduce'], dtype=np.float64)
+                if 'reduce' in data.files else None)
       prims = ([str(p) for p in data['primitives']]
                if 'primitives' in data.files else None)
   except (OSError, KeyError, ValueError, zlib.error) as e:
     raise UserError(f'cannot read alphas file {path} ({e}); expected an .npz '
-                    'with arrays normal, reduce and primitives') from e
-  if normal.ndim != 2 or normal.shape != reduce.shape:
+                    'with arrays normal, reduce (DARTS space) and primitives') from e
+  if normal.ndim != 2 or (reduce is not None and normal.shape != reduce.shape):
     raise UserError(f'alphas file {path}: normal {normal.shape} and reduce '
-                    f'{reduce.shape} must be equal 2-d [num_edges, num_ops]')
+                    f'{None if reduce is None else reduce.shape} must be equal 2-d '
+                    '[num_edges, num_ops]')
   if prims is None or len(prims) != normal.shape[1]:
     if normal.shape[1] == len(genotypes_lib.PRIMITIVES):
       prims = list(genotypes_lib.PRIMITIVES)
@@ -534,7 +553,8 @@ def plot_alpha_evolution(alpha_files: Sequence[str | os.PathLike[str]],
     except UserError as e:
       logging.warning('skipping %s', e)
       continue
-    if normals and (n.shape != normals[0].shape or p != prims):
+    if normals and (n.shape != normals[0].shape or p != prims
+                    or (r is None) != (reduces[0] is None)):
       logging.warning('skipping %s: shape %s / ops differ from the first file',
                       f, n.shape)
       continue
@@ -542,16 +562,22 @@ def plot_alpha_evolution(alpha_files: Sequence[str | os.PathLike[str]],
     e = epoch_of(f)
     epochs.append(e if e is not None else k + 1)
     normals.append(softmax(n))
-    reduces.append(softmax(r))
+    reduces.append(None if r is None else softmax(r))
   if not normals:
     raise UserError('no readable alphas files to plot; expected '
                     'alphas/epoch_001.npz ... written by the search')
   assert prims is not None
   normal = np.stack(normals)  # [epochs, edges, ops]
-  reduce = np.stack(reduces)
+  nb201 = reduces[0] is None
+  cells = [('cell', normal)] if nb201 else [('normal', normal),
+                                            ('reduce', np.stack(reduces))]
   num_edges = normal.shape[1]
   steps = steps_for_edges(num_edges)
-  if steps is None:
+  if nb201 and num_edges == len(nb201_edges()):
+    grid = [(i - 1, j) for i, j in nb201_edges()]
+    nrows, ncols = 3, 3
+    labels = edge_labels(num_edges, nb201=True)
+  elif steps is None:
     grid = [(r, 0) for r in range(num_edges)]
     nrows, ncols = num_edges, 1
     labels = edge_labels(num_edges)
@@ -559,23 +585,25 @@ def plot_alpha_evolution(alpha_files: Sequence[str | os.PathLike[str]],
     grid = [(i, j) for i, j in genotypes_lib.edge_list(steps)]
     nrows, ncols = steps, steps + 1
     labels = edge_labels(num_edges)
-  ymax = min(1.0, 1.05 * max(float(normal.max()), float(reduce.max())))
+  ymax = min(1.0, 1.05 * max(float(w.max()) for _, w in cells))
   x = np.asarray(epochs)
   xlim = (x.min() - 0.5, x.max() + 0.5) if len(x) < 2 else (x.min(), x.max())
   # Fixed layout (no tight_layout / shared axes): this figure has ~30 axes
   # and those cost seconds.
-  fig = new_figure((2.3 * ncols, 1.5 * 2 * nrows + 1.3))
-  gs = fig.add_gridspec(2 * nrows, ncols, left=0.06, right=0.985,
-                        bottom=0.04, top=0.9, wspace=0.18, hspace=0.55)
+  blocks = len(cells)
+  fig = new_figure((2.3 * ncols, 1.5 * blocks * nrows + 1.3))  # fig_height below
+  fig_height = 1.5 * blocks * nrows + 1.3
+  gs = fig.add_gridspec(blocks * nrows, ncols, left=0.06, right=0.985,
+                        bottom=0.04, top=1 - 1.3 / fig_height, wspace=0.18, hspace=0.55)
   lowest = {}  # Column -> lowest grid row in use (gets the x label).
-  for block in range(2):
+  for block in range(blocks):
     for row, col in grid:
       lowest[col] = max(lowest.get(col, -1), block * nrows + row)
   xticks = np.unique(np.linspace(x.min(), x.max(), min(len(x), 4)).round())
   yticks = [t for t in (0.0, 0.25, 0.5, 0.75, 1.0) if t <= ymax]
   marker = 'o' if len(x) < 16 else None
   handles = []
-  for block, (name, w) in enumerate(zip(CELLS, (normal, reduce))):
+  for block, (name, w) in enumerate(cells):
     for edge, (row, col) in enumerate(grid):
       # Only used slots get axes, each with few fixed ticks: this figure has
       # ~30 axes and matplotlib's tick machinery dominates its cost.
@@ -613,6 +641,7 @@ class RunFiles:
   search_dir: str
   genotype: Genotype | None = None
   genotype_source: str | None = None
+  nb201_arch: str | None = None  # A NAS-Bench-201 search: its arch string (no genotype).
   final_alphas: str | None = None
   epoch_alphas: list[str] = dataclasses.field(default_factory=list)
   notes: list[str] = dataclasses.field(default_factory=list)
@@ -668,7 +697,13 @@ def find_run_files(workdir: str | os.PathLike[str]) -> RunFiles:
                     'pass the --workdir of a search run')
   search_dir = find_search_dir(workdir)
   rf = RunFiles(workdir=workdir, search_dir=search_dir)
-  for fname in (genotypes_lib.GENOTYPE_JSON, genotypes_lib.GENOTYPE_TXT):
+  arch_file = os.path.join(search_dir, 'arch.txt')  # nb201.ARCH_FILE
+  if os.path.isfile(arch_file):
+    with open(arch_file, encoding='utf-8', errors='replace') as f:
+      rf.nb201_arch = f.read().strip()
+    rf.genotype_source = arch_file
+  for fname in (() if rf.nb201_arch else
+                (genotypes_lib.GENOTYPE_JSON, genotypes_lib.GENOTYPE_TXT)):
     p = os.path.join(search_dir, fname)
     if os.path.isfile(p):
       try:
@@ -678,7 +713,7 @@ def find_run_files(workdir: str | os.PathLike[str]) -> RunFiles:
       except UserError as e:
         rf.notes.append(f'skipped {p}: {e}')
   history = os.path.join(search_dir, 'genotypes.jsonl')
-  if rf.genotype is None and os.path.isfile(history):
+  if rf.genotype is None and not rf.nb201_arch and os.path.isfile(history):
     rows = read_jsonl(history, rf.notes)
     for row in reversed(rows):
       try:
@@ -687,7 +722,7 @@ def find_run_files(workdir: str | os.PathLike[str]) -> RunFiles:
         break
       except UserError:
         continue
-  if rf.genotype is None:
+  if rf.genotype is None and not rf.nb201_arch:
     rf.notes.append(f'no genotype.json in {search_dir}: cells not drawn')
   alpha_dir = os.path.join(search_dir, 'alphas')
   if os.path.isdir(alpha_dir):

@@ -6,9 +6,11 @@ import sys
 
 from darts_jax import configs
 from darts_jax import genotypes
+from darts_jax import nb201
 from darts_jax import pipeline
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
+import pipeline_nb201  # pylint: disable=g-import-not-at-top,wrong-import-position
 import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -42,3 +44,19 @@ def test_tiny_pipeline_end_to_end(tmp_path):
   for sub in ('search', 'augment', 'random'):
     assert os.path.exists(tmp_path / sub / 'config.json')
   assert os.path.exists(tmp_path / 'report.html')
+
+
+def test_tiny_nb201_pipeline_trains_the_derived_and_a_random_cell(tmp_path):
+  config = pipeline_nb201.get_config('gdas,tiny')
+  result = pipeline.run_pipeline(config, str(tmp_path))
+  on_disk = json.load(open(tmp_path / 'result.json'))
+  assert on_disk['genotype'] == result['genotype']
+  derived = nb201.parse_arch(on_disk['genotype'])
+  assert nb201.load_arch(str(tmp_path / 'search')) == derived
+  assert nb201.parse_arch(on_disk['random_genotype'])
+  for run in ('augment', 'random'):
+    trained = json.load(open(tmp_path / run / 'result.json'))
+    assert 0.0 <= trained['test_acc'] <= 1.0 and trained['params'] > 0
+  assert json.load(open(tmp_path / 'augment' / 'result.json'))['genotype'] == on_disk['genotype']
+  page = open(tmp_path / 'report.html', encoding='utf-8').read()
+  assert on_disk['genotype'] in page and 'failed' not in page

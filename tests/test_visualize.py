@@ -349,3 +349,33 @@ def test_report_tolerates_missing_files(tmp_path):
   assert 'Notes' in page and 'malformed' in page and 'genotype.json' in page
   with pytest.raises(UserError):
     report.write_report(str(tmp_path / 'nope'))
+
+
+def test_report_of_a_nas_bench_201_search(tmp_path):
+  """One cell (no reduce alphas), an arch string instead of a genotype: every section
+  drawn, no failure notes."""
+  prims = ['none', 'skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3']
+  arch = '|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|skip_connect~2|'
+  d = tmp_path / 'nb201'
+  (d / 'alphas').mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  history = []
+  for epoch in range(1, EPOCHS + 1):
+    np.savez(d / 'alphas' / f'epoch_{epoch:03d}.npz', normal=rng.normal(size=(6, 5)),
+             primitives=np.array(prims))
+    history.append(json.dumps({'epoch': epoch, 'genotype': {'nb201_arch': arch}}))
+  np.savez(d / 'alphas.npz', normal=rng.normal(size=(6, 5)), primitives=np.array(prims))
+  (d / 'genotypes.jsonl').write_text('\n'.join(history) + '\n')
+  (d / 'arch.txt').write_text(arch + '\n')
+  (d / 'metrics.jsonl').write_text(
+      ''.join(json.dumps({'epoch': e, 'val_acc': 0.1 * e, 'train_loss': 1.0 / e}) + '\n'
+              for e in range(1, EPOCHS + 1)))
+  normal, reduce, names = visualize.load_alphas(str(d / 'alphas.npz'))
+  assert normal.shape == (6, 5) and reduce is None and names == prims
+  assert visualize.edge_labels(6, nb201=True) == ['1←0', '2←0', '2←1', '3←0', '3←1', '3←2']
+  page = open(report.write_report(str(d)), encoding='utf-8').read()
+  parser = _Collector()
+  parser.feed(page)
+  assert len(parser.imgs) >= 3  # Search curves, heat map, evolution.
+  assert arch in page and 'Cell per epoch' in page and 'Final cell' in page
+  assert 'failed' not in page and 'not drawn' not in page, page[page.find('Notes'):][:500]
