@@ -22,8 +22,12 @@ Where the settings come from (checked against the official code, 2026-11-28):
   * NAS-Bench-201 searches: configs/nas-benchmark/algos/DARTS.config (batch 64, SGD
     0.025 -> 0.001, weight decay 5e-4; alphas Adam 3e-4, weight decay 1e-3).
 Deviations: SGD here is plain momentum (AutoDL-Projects uses Nesterov); DrNAS runs
-without its partial channels (K 6 -> 4) and progressive pruning stages, with one
-warm-up at the start (the official code warms up at the start of each stage);
+without its DARTS-space progressive stages (official DARTS-space/train_search.py: a
+20-cell C=36 supernet, partial channels K=6 then 4, 25 epochs, then pruning to the 7 and
+then 4 best ops per edge), with one warm-up at the start (the official code warms up at
+the start of each stage), concentration softplus(alpha) + eps (official: elu(alpha) + 1),
+and the derivation ranks the Dirichlet mean (official: softmax(alpha); the same best op
+per edge, the edge ranking can differ);
 random_ws ranks candidates once (randomNAS re-scores the top 10 on the whole
 validation split in rounds); PC-DARTS in NAS-Bench-201 has no official setting
 (the DARTS NAS-Bench-201 recipe is used).

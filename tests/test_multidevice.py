@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'experiments'))
 import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-CACHE = os.environ.get('DARTS_JAX_TEST_CACHE',
-                       os.path.join(tempfile.gettempdir(), 'darts_jax_test_xla_cache'))
+CACHE = os.environ['DARTS_JAX_TEST_CACHE']  # Set by conftest.py: this session's cache.
 # A few search steps: one epoch of 2 steps of experiments/search_tiny.py.
 SEARCH_FLAGS = ['--config=experiments/search_tiny.py', '--config.train.epochs=1',
                 '--config.max_steps_per_epoch=2', f'--compilation_cache={CACHE}']

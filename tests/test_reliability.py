@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import jax
@@ -29,8 +28,7 @@ from darts_jax import search
 from darts_jax.errors import UserError
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
-CACHE = os.environ.get('DARTS_JAX_TEST_CACHE',
-                       os.path.join(tempfile.gettempdir(), 'darts_jax_test_xla_cache'))
+CACHE = os.environ['DARTS_JAX_TEST_CACHE']  # Set by conftest.py: this session's cache.
 sys.path.insert(0, os.path.join(ROOT, 'experiments'))
 import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
