@@ -289,22 +289,20 @@ def _count_ops(pairs: Sequence[tuple[str, int]], op: str) -> int:
 
 def _nb201_edges(arch: str) -> list[tuple[str, int]]:
   """(op, input) per edge of an arch string, node by node; [] if it does not parse."""
-  edges = []
-  for node in arch.strip().split('+'):
-    for entry in node.strip('|').split('|'):
-      op, _, src = entry.partition('~')
-      if not src.isdigit():
-        return []
-      edges.append((op, int(src)))
-  return edges
+  from darts_jax import nb201  # pylint: disable=g-import-not-at-top
+  try:
+    parsed = nb201.parse_arch(arch)
+  except UserError:
+    return []
+  return [edge for node in parsed.nodes for edge in node]
 
 
 def _nb201_cell_summary(arch: str) -> str:
   """'1←0 nor_conv_3x3, 2←0 ..., ...' for an arch string."""
-  nodes = [n for n in arch.strip().split('+')]
-  return ', '.join(f'{i}←{e.partition("~")[2]} {e.partition("~")[0]}'
-                   for i, node in enumerate(nodes, start=1)
-                   for e in node.strip('|').split('|'))
+  from darts_jax import nb201  # pylint: disable=g-import-not-at-top
+  edges = _nb201_edges(arch)
+  return ', '.join(f'{dst}←{src} {op}'
+                   for (dst, _), (op, src) in zip(nb201.edge_list(), edges))
 
 
 def _summary_cards(rows: list[dict[str, Any]], g: Any,
