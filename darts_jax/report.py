@@ -299,10 +299,9 @@ def _nb201_edges(arch: str) -> list[tuple[str, int]]:
 
 def _nb201_cell_summary(arch: str) -> str:
   """'1←0 nor_conv_3x3, 2←0 ..., ...' for an arch string."""
-  from darts_jax import nb201  # pylint: disable=g-import-not-at-top
   edges = _nb201_edges(arch)
   return ', '.join(f'{dst}←{src} {op}'
-                   for (dst, _), (op, src) in zip(nb201.edge_list(), edges))
+                   for (dst, _), (op, src) in zip(visualize.nb201_edges(), edges))
 
 
 def _summary_cards(rows: list[dict[str, Any]], g: Any,
