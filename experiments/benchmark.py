@@ -8,6 +8,7 @@ Command (the full table; the 8-cell cases take many minutes each on a 2-core CPU
   python experiments/benchmark.py --cases=digits --devices=1,2,4,8   # fake CPU devices
   python experiments/benchmark.py --cases=methods     # every search method, both spaces
   python experiments/benchmark.py --cases=floor_b64   # multiply-adds and matmul rate
+  python experiments/benchmark.py --cases=speed       # issue #8's targets as a table (~15 min CPU)
 
 Each case runs in its own subprocess (so peak RSS is per case) and times:
   init_seconds     jitted init of weights and batch statistics;
@@ -18,6 +19,8 @@ Each case runs in its own subprocess (so peak RSS is per case) and times:
                    the 50-epoch search from step_seconds (issue #8; on a GPU run
                    `--cases=cifar_first_b64,cifar_second_exact_b64`).
 Data are random uint8 images (the step includes augmentation and normalisation).
+`--cases=speed` runs SPEED_CASES and then prints a markdown table of the speed
+targets (issue #8) against those measurements and the PyTorch reference numbers.
 """
 
 import json
@@ -87,6 +90,15 @@ METHOD_CASES = {
 # machine. floor_seconds = flops / matmul rate: the step time if every op ran at
 # the matmul rate.
 FLOOR_CASES = {'floor_b64': (8, 16, 64), 'floor_b16': (8, 16, 16)}
+
+SPEED_CASES = ('floor_b64', 'cifar_first_b16', 'cifar_first_b64', 'cifar_second_exact_b64')
+
+# The same 8-cell C=16 network hand-written in PyTorch 2.13 on this 2-core CPU, one weight
+# step at batch 64: 12.4 s, 9.4 GB (../shared/reference/xla_cpu_notes.md). A first-order
+# bilevel step is two such forward+backward passes; no PyTorch exact second-order step at
+# batch 64 was measured.
+TORCH_WEIGHT_STEP_B64_SECONDS = 12.4
+TORCH_WEIGHT_STEP_B64_GB = 9.4
 
 
 def random_batch(info, batch: int) -> dict:
@@ -276,6 +288,50 @@ def run_floor_case(name):
   print(json.dumps(out), flush=True)
 
 
+def _ratio(a, b):
+  return a / b if a is not None and b else None
+
+
+def speed_table(results: dict) -> str:
+  """Issue #8's targets as a markdown table from the SPEED_CASES' JSON records
+  (`results`: case name -> record; a missing or failed case shows as '-')."""
+  get = lambda case, key: results.get(case, {}).get(key)
+  backend = next((r['backend'] for r in results.values() if r.get('backend')), '?')
+  device = next((r['device'] for r in results.values() if r.get('device')), '?')
+  first64 = get('cifar_first_b64', 'step_seconds')
+  exact64 = get('cifar_second_exact_b64', 'step_seconds')
+  torch_gb = TORCH_WEIGHT_STEP_B64_GB
+  # (measure, target, value, format, check: value -> met, or None where nothing is checked)
+  rows = [
+      ('first compile of the search step (first order, b16, cold cache)', '< 30 s',
+       get('cifar_first_b16', 'compile_seconds'), '{:.1f} s', lambda v: v < 30),
+      ('first-order step, b64', '-', first64, '{:.2f} s', None),
+      ('speed-up over the hand-written PyTorch first-order step at b64 '
+       f'(2 x {TORCH_WEIGHT_STEP_B64_SECONDS} s)', '>= 2x',
+       _ratio(2 * TORCH_WEIGHT_STEP_B64_SECONDS, first64), '{:.2f}x', lambda v: v >= 2),
+      ('exact second-order step, b64', '-', exact64, '{:.2f} s', None),
+      ('exact second order / first order, b64', '<= 2.5x', _ratio(exact64, first64),
+       '{:.2f}x', lambda v: v <= 2.5),
+      ('multiply-add floor at the matmul rate / first-order step, b64', '-',
+       _ratio(get('floor_b64', 'first_order_floor_seconds'), first64), '{:.0%}', None),
+      ('multiply-add floor / exact second-order step, b64', '-',
+       _ratio(get('floor_b64', 'second_order_exact_floor_seconds'), exact64), '{:.0%}', None),
+      (f'peak RSS, first order b64 (PyTorch weight step: {torch_gb} GB)', f'<= {torch_gb} GB',
+       get('cifar_first_b64', 'peak_rss_gb'), '{:.1f} GB', lambda v: v <= torch_gb),
+      # A GPU-hour target: a CPU projection neither meets nor misses it.
+      ('projected 50-epoch first-order search (391 steps of b64 per epoch)', '<= 1 h on a GPU',
+       get('cifar_first_b64', 'projected_50_epoch_search_hours'), '{:.1f} h',
+       (lambda v: v <= 1) if backend == 'gpu' else None),
+  ]
+  lines = [f'speed targets (issue #8), backend {backend}, device {device}', '',
+           '| measure | target | measured | met |', '|---|---|---|---|']
+  for name, target, value, fmt, check in rows:
+    shown = '-' if value is None else fmt.format(value)
+    met = '-' if value is None or check is None else ('yes' if check(value) else 'no')
+    lines.append(f'| {name} | {target} | {shown} | {met} |')
+  return '\n'.join(lines)
+
+
 def fake_devices_env(num_devices: str) -> dict:
   """Environment of a subprocess with `num_devices` fake CPU devices ('' keeps the default)."""
   if not num_devices:
@@ -300,6 +356,9 @@ def main(argv):
   names = known if FLAGS.cases == 'all' else FLAGS.cases.split(',')
   if FLAGS.cases == 'methods':
     names = list(METHOD_CASES)
+  if FLAGS.cases == 'speed':
+    names = list(SPEED_CASES)
+  results = {}
   runs = [(name, d) for name in names for d in FLAGS.devices.split(',')]
   for name, num_devices in runs:
     if name not in known:
@@ -317,6 +376,9 @@ def main(argv):
       print(json.dumps({'case': name, 'returncode': proc.returncode, 'error': errors[-1:]}))
     else:
       print(lines[-1], flush=True)
+      results[name] = json.loads(lines[-1])
+  if FLAGS.cases == 'speed':
+    print(speed_table(results), flush=True)
 
 
 if __name__ == '__main__':
