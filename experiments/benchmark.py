@@ -8,7 +8,7 @@ Command (the full table; the 8-cell cases take many minutes each on a 2-core CPU
   python experiments/benchmark.py --cases=digits --devices=1,2,4,8   # fake CPU devices
   python experiments/benchmark.py --cases=methods     # every search method, both spaces
   python experiments/benchmark.py --cases=floor_b64   # multiply-adds and matmul rate
-  python experiments/benchmark.py --cases=speed       # issue #8's targets as a table (~15 min CPU)
+  python experiments/benchmark.py --cases=speed       # issue #8's targets as a table (~17 min CPU)
 
 Each case runs in its own subprocess (so peak RSS is per case) and times:
   init_seconds     jitted init of weights and batch statistics;
@@ -17,7 +17,7 @@ Each case runs in its own subprocess (so peak RSS is per case) and times:
   step_seconds     median wall time of `--steps` steps after the first;
   projected_*      CIFAR cases: one search epoch (25k/25k, 391 steps at batch 64) and
                    the 50-epoch search from step_seconds (issue #8; on a GPU run
-                   `--cases=cifar_first_b64,cifar_second_exact_b64`).
+                   `--cases=speed`).
 Data are random uint8 images (the step includes augmentation and normalisation).
 `--cases=speed` runs SPEED_CASES and then prints a markdown table of the speed
 targets (issue #8) against those measurements and the PyTorch reference numbers.
