@@ -362,7 +362,8 @@ def main(argv):
   runs = [(name, d) for name in names for d in FLAGS.devices.split(',')]
   for name, num_devices in runs:
     if name not in known:
-      sys.exit(f'error: unknown case {name!r}; known cases: {sorted(known)}')
+      sys.exit(f'error: unknown case {name!r}; use all, methods, speed or known cases: '
+               f'{sorted(known)}')
     env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE='false', **fake_devices_env(num_devices))
     proc = subprocess.run([sys.executable, __file__, f'--case={name}', f'--steps={FLAGS.steps}',
                            f'--depthwise_impl={FLAGS.depthwise_impl}',
