@@ -331,8 +331,7 @@ def _summary_cards(rows: list[dict[str, Any]], g: Any,
     cards.append(_card('skip_connect in normal cell',
                        str(_count_ops(g.normal, 'skip_connect')),
                        f'of {len(g.normal)} edges'))
-  elif nb201_arch and _nb201_edges(nb201_arch):
-    edges = _nb201_edges(nb201_arch)
+  elif nb201_arch and (edges := _nb201_edges(nb201_arch)):
     cards.append(_card('skip_connect in the cell', str(_count_ops(edges, 'skip_connect')),
                        f'of {len(edges)} edges'))
   return f'<div class="cards">{"".join(cards)}</div>' if cards else ''

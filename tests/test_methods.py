@@ -20,7 +20,6 @@ from darts_jax import supernet
 from darts_jax.errors import UserError
 
 
-
 def cfg(method='darts', tiny=True):
   return method_configs.search_cifar10(method + (',tiny' if tiny else ''))
 
