@@ -14,6 +14,7 @@ Two evaluation orders of a cell's edges, the same maths (`cell_impl`):
   the step falls several fold, which is what matters on a CPU.
 """
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -166,18 +167,49 @@ class _ScannedEdge(nn.Module):
   depthwise_impl: str = 'auto'
   partial_channels: int = 1
   skip_unused_ops: bool = False
+  remat: bool = False
 
   @nn.compact
   def __call__(self, states, edge, inputs):
     src, dst, weights = edge
     x = jax.lax.dynamic_index_in_dim(states if self.from_states else inputs, src,
                                      keepdims=False)
-    out = MixedEdges(self.primitives, self.channels, self.stride, 1, self.depthwise_impl,
-                     partial_channels=self.partial_channels,
-                     skip_unused_ops=self.skip_unused_ops, name='edge')(x, weights[None],
-                                                                        self.train)[0]
+    config = (tuple(self.primitives), self.channels, self.stride, self.depthwise_impl,
+              self.partial_channels, self.skip_unused_ops)
+    if self.is_initializing():
+      out = MixedEdges(*config[:3], 1, *config[3:], name='edge')(x, weights[None], self.train)
+    else:
+      variables = {k: v['edge'] for k, v in self.variables.items() if 'edge' in v}
+      out, batch_stats = _edge_program(config, self.train, self.remat)(variables, x,
+                                                                        weights[None])
+      if self.train and self.is_mutable_collection('batch_stats'):
+        self.put_variable('batch_stats', 'edge', batch_stats)
+    out = out[0]
     total = jax.lax.dynamic_index_in_dim(states, dst, keepdims=False) + out.astype(states.dtype)
     return jax.lax.dynamic_update_index_in_dim(states, total, dst, 0), None
+
+
+@functools.lru_cache(maxsize=None)
+def _edge_program(config, train: bool, remat: bool):
+  """One edge as a jitted pure function, one per edge configuration.
+
+  Every scan over same-shape edges (the normal cells of a stage, the reduction
+  cells' node edges, the weight and the alpha pass) calls this same function,
+  so JAX traces and differentiates its body once per shape, not once per scan.
+  With `remat` the backward pass recomputes the edge's activations; inside the
+  jit, so the recompute rule is also derived once per shape.
+  """
+  primitives, channels, stride, depthwise_impl, partial_channels, skip_unused_ops = config
+  edge = MixedEdges(primitives, channels, stride, 1, depthwise_impl,
+                    partial_channels=partial_channels, skip_unused_ops=skip_unused_ops)
+
+  def apply(variables, x, weights):
+    if not train:
+      return edge.apply(variables, x, weights, False), variables.get('batch_stats', {})
+    out, updates = edge.apply(variables, x, weights, True, mutable=['batch_stats'])
+    return out, updates.get('batch_stats', {})
+
+  return jax.jit(jax.checkpoint(apply, prevent_cse=False) if remat else apply)
 
 
 def _scan_edges(cell, name, rows, states, inputs, weights, stride, train, src_offset=0,
@@ -190,12 +222,11 @@ def _scan_edges(cell, name, rows, states, inputs, weights, stride, train, src_of
   edges = genotypes.edge_list(cell.steps)
   src = np.array([edges[r][1] - src_offset for r in rows], np.int32)
   dst = np.array([edges[r][0] + dst_offset for r in rows], np.int32)
-  edge_cls = nn.remat(_ScannedEdge, prevent_cse=False) if cell.remat else _ScannedEdge
-  scan = nn.scan(edge_cls, variable_axes={'params': 0, 'batch_stats': 0},
+  scan = nn.scan(_ScannedEdge, variable_axes={'params': 0, 'batch_stats': 0},
                  split_rngs={'params': True}, in_axes=(0, nn.broadcast), length=len(rows))
   body = scan(cell.primitives, cell.channels, stride, inputs is None, train,
               cell.depthwise_impl, partial_channels=cell.partial_channels,
-              skip_unused_ops=cell.skip_unused_ops, name=name)
+              skip_unused_ops=cell.skip_unused_ops, remat=cell.remat, name=name)
   states, _ = body(states, (jnp.asarray(src), jnp.asarray(dst),
                             weights[jnp.asarray(np.array(rows))]), inputs)
   return states
