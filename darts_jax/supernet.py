@@ -203,13 +203,13 @@ def _edge_program(config, train: bool, remat: bool):
   edge = MixedEdges(primitives, channels, stride, 1, depthwise_impl,
                     partial_channels=partial_channels, skip_unused_ops=skip_unused_ops)
 
-  def apply(variables, x, weights):
+  def mixed_edge(variables, x, weights):
     if not train:
       return edge.apply(variables, x, weights, False), variables.get('batch_stats', {})
     out, updates = edge.apply(variables, x, weights, True, mutable=['batch_stats'])
     return out, updates.get('batch_stats', {})
 
-  return jax.jit(jax.checkpoint(apply, prevent_cse=False) if remat else apply)
+  return jax.jit(jax.checkpoint(mixed_edge, prevent_cse=False) if remat else mixed_edge)
 
 
 def _scan_edges(cell, name, rows, states, inputs, weights, stride, train, src_offset=0,

@@ -170,6 +170,42 @@ def test_scanned_cells_equal_grouped_cells(remat):
   jax.tree.map(close, g_w, s_w)
 
 
+def _edge_programs(jaxpr, found):
+  """Appends the jaxpr of every jitted edge call (`_edge_program`) nested in `jaxpr`.
+
+  Calls without inputs are skipped: unused copies left by Flax's shape pass over a
+  scan body (dead code, removed when lowered).
+  """
+  for eqn in jaxpr.eqns:
+    if (eqn.primitive.name in ('pjit', 'jit') and eqn.params.get('name') == 'mixed_edge'
+        and eqn.invars):
+      found.append(eqn.params['jaxpr'])
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
+        sub = getattr(sub, 'jaxpr', sub)
+        if hasattr(sub, 'eqns'):
+          _edge_programs(sub, found)
+  return found
+
+
+def test_scanned_edges_of_one_shape_share_one_traced_program():
+  """Same-shape scans call one traced edge function (what keeps the CPU compile short)."""
+  prims = ('max_pool_3x3', 'skip_connect', 'sep_conv_3x3')
+  x = jnp.zeros((2, 8, 8, 3))
+  w = jnp.full((14, 3), 1 / 3)
+  net = supernet.SearchNetwork(prims, num_classes=5, init_channels=4, layers=5,
+                               cell_impl='scan', remat=True)
+  variables = jax.eval_shape(functools.partial(net.init, train=True), jax.random.key(0), x,
+                             {'normal': w, 'reduce': w})
+  apply = lambda v: net.apply(v, x, {'normal': w, 'reduce': w}, train=True,
+                              mutable=['batch_stats'])
+  programs = _edge_programs(jax.make_jaxpr(apply)(variables).jaxpr, [])
+  # 3 normal cells (one scan each), 2 reduction cells (two scans each): 7 scans over
+  # 5 edge shapes (stride 1 at 8x8x4, 4x4x8 and 2x2x16; stride 2 from 8x8x8 and 4x4x16).
+  assert len(programs) == 7
+  assert len({id(p) for p in programs}) == 5
+
+
 def test_resolve_remat_reads_bools_and_command_line_strings():
   assert supernet.resolve_remat(True) and not supernet.resolve_remat(False)
   assert supernet.resolve_remat('True') and not supernet.resolve_remat('false')
