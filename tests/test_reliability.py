@@ -72,8 +72,11 @@ def _wait_for_checkpoint(proc, workdir, min_step, timeout=600, ready=lambda: Tru
   """Polls until a complete checkpoint of step >= min_step exists; returns the newest."""
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
+    # `ready` first: it may wait for a checkpoint to be moved away, and listing before
+    # it could still show the moved one (a race seen once in CI).
+    is_ready = ready()
     steps = _steps(workdir)
-    if steps and steps[-1] >= min_step and ready():
+    if is_ready and steps and steps[-1] >= min_step:
       return steps[-1]
     if proc.poll() is not None:
       pytest.fail(f'the run exited ({proc.returncode}) before checkpoint {min_step}:\n'
