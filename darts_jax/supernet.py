@@ -182,7 +182,7 @@ class _ScannedEdge(nn.Module):
       variables = {k: v['edge'] for k, v in self.variables.items() if 'edge' in v}
       out, batch_stats = _edge_program(config, self.train, self.remat)(variables, x,
                                                                         weights[None])
-      if self.train and self.is_mutable_collection('batch_stats'):
+      if batch_stats and self.train and self.is_mutable_collection('batch_stats'):
         self.put_variable('batch_stats', 'edge', batch_stats)
     out = out[0]
     total = jax.lax.dynamic_index_in_dim(states, dst, keepdims=False) + out.astype(states.dtype)
@@ -195,7 +195,8 @@ def _edge_program(config, train: bool, remat: bool):
 
   Every scan over same-shape edges (the normal cells of a stage, the reduction
   cells' node edges, the weight and the alpha pass) calls this same function,
-  so JAX traces and differentiates its body once per shape, not once per scan.
+  so JAX traces it once per input shape and differentiates it once per shape and
+  set of differentiated inputs, not once per scan.
   With `remat` the backward pass recomputes the edge's activations; inside the
   jit, so the recompute rule is also derived once per shape.
   """
