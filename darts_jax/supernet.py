@@ -177,7 +177,7 @@ class _ScannedEdge(nn.Module):
     config = (tuple(self.primitives), self.channels, self.stride, self.depthwise_impl,
               self.partial_channels, self.skip_unused_ops)
     if self.is_initializing():
-      out = MixedEdges(*config[:3], 1, *config[3:], name='edge')(x, weights[None], self.train)
+      out = _edge_module(config, name='edge')(x, weights[None], self.train)
     else:
       variables = {k: v['edge'] for k, v in self.variables.items() if 'edge' in v}
       out, batch_stats = _edge_program(config, self.train, self.remat)(variables, x,
@@ -187,6 +187,14 @@ class _ScannedEdge(nn.Module):
     out = out[0]
     total = jax.lax.dynamic_index_in_dim(states, dst, keepdims=False) + out.astype(states.dtype)
     return jax.lax.dynamic_update_index_in_dim(states, total, dst, 0), None
+
+
+def _edge_module(config, name=None) -> MixedEdges:
+  """The single-edge MixedEdges of `config` (see _ScannedEdge)."""
+  primitives, channels, stride, depthwise_impl, partial_channels, skip_unused_ops = config
+  return MixedEdges(primitives, channels, stride, 1, depthwise_impl,
+                    partial_channels=partial_channels, skip_unused_ops=skip_unused_ops,
+                    name=name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -200,9 +208,7 @@ def _edge_program(config, train: bool, remat: bool):
   With `remat` the backward pass recomputes the edge's activations; inside the
   jit, so the recompute rule is also derived once per shape.
   """
-  primitives, channels, stride, depthwise_impl, partial_channels, skip_unused_ops = config
-  edge = MixedEdges(primitives, channels, stride, 1, depthwise_impl,
-                    partial_channels=partial_channels, skip_unused_ops=skip_unused_ops)
+  edge = _edge_module(config)
 
   def mixed_edge(variables, x, weights):
     if not train:
