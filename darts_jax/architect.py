@@ -11,8 +11,8 @@ w' = w - xi * (momentum * m + grad_w L_train(w, a) + wd * w) the virtual
   first order:   grad_a L_val(w, a)
   second order:  d/da L_val(w'(a), a)
                  = grad_a L_val(w', a) - xi * grad^2_{a,w} L_train(w, a) . grad_w' L_val(w', a)
-    * 'exact' differentiates through the virtual step (JAX computes the
-      Hessian-vector product exactly);
+    * 'exact' computes the Hessian-vector product exactly (forward-over-reverse
+      autodiff);
     * 'finite_difference' is the paper's central difference with
       R = 0.01 / ||v||: (grad_a L_train(w + R v) - grad_a L_train(w - R v)) / (2 R).
 """
@@ -57,14 +57,22 @@ def first_order_grad(loss_fn: LossFn, params, alphas, val_batch):
 
 def second_order_exact_grad(loss_fn: LossFn, params, alphas, train_batch, val_batch, xi,
                             momentum_buffer, momentum: float, weight_decay: float):
-  """Total derivative of L_val(w'(a), a), through the virtual step."""
+  """Total derivative of L_val(w'(a), a), through the virtual step.
 
-  def unrolled_val_loss(a):
-    w_prime = virtual_step(loss_fn, params, a, train_batch, xi, momentum_buffer, momentum,
-                           weight_decay)
-    return loss_fn(w_prime, a, val_batch)
-
-  (loss, aux), grads = jax.value_and_grad(unrolled_val_loss, has_aux=True)(alphas)
+  Only grad_w L_train in w' depends on a, so the implicit term is the mixed
+  Hessian-vector product grad^2_{a,w} L_train(w, a) . v with v = grad_w' L_val,
+  computed exactly as forward-over-reverse: the directional derivative along v
+  of grad_a L_train(w, a). Reverse-over-reverse through the virtual step is the
+  same maths but slower and keeps every residual of the train backward pass
+  alive (BUILD_NOTES.md, "Forward-over-reverse").
+  """
+  w_prime = virtual_step(loss_fn, params, alphas, train_batch, xi, momentum_buffer, momentum,
+                         weight_decay)
+  (loss, aux), (grad_w, grad_a) = jax.value_and_grad(
+      lambda w, a: loss_fn(w, a, val_batch), argnums=(0, 1), has_aux=True)(w_prime, alphas)
+  train_alpha_grad = lambda w: jax.grad(lambda a: loss_fn(w, a, train_batch)[0])(alphas)
+  _, implicit = jax.jvp(train_alpha_grad, (params,), (grad_w,))
+  grads = jax.tree.map(lambda g, h: g - xi * h, grad_a, implicit)
   return grads, loss, aux
 
 

@@ -12,11 +12,11 @@ loop (forward 4 ms), with a hand-written VJP (backward 110 ms; JAX's own
 transpose of the slice sum took 540 ms); it is fastest per op but makes the
 program k*k times longer, which costs minutes of compile in a full supernet.
 'loop' computes the same sum of shifted slices as a loop over the kernel rows
-(the k taps of a row unrolled in the loop body), with custom VJPs whose
-backward passes are tap loops too (also under second-order differentiation),
-so the program grows with k, not k*k. It is the CPU default: measured on one search cell (weight
-gradient, batch 16, CPU seconds of a loaded 2-core machine): compile 35 s
-('slices' 67 s, 'masked' 33 s), step 1.6 s ('slices' 2.2 s, 'masked' 1.9 s);
+(the k taps of a row unrolled in the loop body), as two bilinear JAX
+primitives whose derivatives and transposes are tap loops too (under any
+nesting of forward and reverse mode), so the program grows with k, not k*k.
+It is the CPU default: measured on one search cell (weight gradient, batch
+16, CPU seconds of a loaded 2-core machine): compile 35 s ('slices' 67 s, 'masked' 33 s), step 1.6 s ('slices' 2.2 s, 'masked' 1.9 s);
 2-cell first-order search step: compile 120 s vs 116 s ('masked'), step 5.9 s
 vs 7.2 s.
 XLA:CPU's compile time of a whole supernet is dominated by the size of the
@@ -26,10 +26,14 @@ several fold; see BUILD_NOTES.md.
 """
 
 import functools
+import inspect
 
 import jax
+import jax.core
+import jax.extend.core as jex_core
 import jax.numpy as jnp
 from jax import lax
+from jax.interpreters import ad, batching, mlir
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 IMPLEMENTATIONS = ("auto", "xla", "slices", "masked", "loop")
@@ -108,8 +112,9 @@ _depthwise_slices.defvjp(_depthwise_slices_fwd, _depthwise_slices_bwd)
 #   kgrad(x, g)_t  = sum_{b,h,w} S_t(x) * g
 #   d conv / d x   = conv(g, flip(K)),  d conv / d K = kgrad(x, g)
 #   d kgrad / d g  = conv(x, ct),       d kgrad / d x = conv(g, flip(ct))
-# Each has a custom VJP written with the others, so first- and second-order
-# derivatives (the exact DARTS hypergradient) stay tap loops too.
+# conv and kgrad are JAX primitives whose transpose rules are written with each
+# other, so derivatives of any order and mode (the exact DARTS hypergradient is
+# forward-over-reverse) stay tap loops too.
 
 
 def _pad_same(x, k, dilation):
@@ -171,46 +176,83 @@ def _flip(kernels):
   return kernels[:, ::-1, ::-1, :]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _loop_conv(x, kernels, dilation, out_lead):
-  return _loop_conv_impl(x, kernels, dilation, out_lead)
+  return _loop_conv_p.bind(x, kernels, dilation=dilation, out_lead=out_lead)
 
 
-def _loop_conv_fwd(x, kernels, dilation, out_lead):
-  return _loop_conv_impl(x, kernels, dilation, out_lead), (x, kernels)
-
-
-def _loop_conv_bwd(dilation, out_lead, residuals, g):
-  x, kernels = residuals
-  e = kernels.shape[0]
-  if out_lead == 1 and e > 1:  # Forward summed the edges: every edge sees g.
-    g = jnp.broadcast_to(g, (e,) + g.shape[1:])
-  dx = _loop_conv(g, _flip(kernels), dilation, x.shape[0])
-  dk = _loop_kgrad(x, g, kernels.shape[1], dilation)
-  return dx.astype(x.dtype), dk.astype(kernels.dtype)
-
-
-_loop_conv.defvjp(_loop_conv_fwd, _loop_conv_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _loop_kgrad(x, g, k, dilation):
-  return _loop_kgrad_impl(x, g, k, dilation)
+  return _loop_kgrad_p.bind(x, g, k=k, dilation=dilation)
 
 
-def _loop_kgrad_fwd(x, g, k, dilation):
-  return _loop_kgrad_impl(x, g, k, dilation), (x, g)
+def _edge_cotangent(g, kernels_shape, out_lead):
+  """The output cotangent per edge (a summed output was seen by every edge)."""
+  e = kernels_shape[0]
+  if out_lead == 1 and e > 1:
+    return jnp.broadcast_to(g, (e,) + g.shape[1:])
+  return g
 
 
-def _loop_kgrad_bwd(k, dilation, residuals, ct):
-  x, g = residuals
-  ct = ct.astype(g.dtype)
-  dg = _loop_conv(x, ct, dilation, g.shape[0])
-  dx = _loop_conv(g, _flip(ct), dilation, x.shape[0])
-  return dx.astype(x.dtype), dg.astype(g.dtype)
+def _conv_transpose_x(ct, x, kernels, *, dilation, out_lead):
+  ct = _edge_cotangent(ct, kernels.shape, out_lead)
+  return _loop_conv(ct, _flip(kernels), dilation, x.aval.shape[0]).astype(x.aval.dtype)
 
 
-_loop_kgrad.defvjp(_loop_kgrad_fwd, _loop_kgrad_bwd)
+def _conv_transpose_kernels(ct, x, kernels, *, dilation, out_lead):
+  ct = _edge_cotangent(ct, kernels.aval.shape, out_lead)
+  return _loop_kgrad(x, ct, kernels.aval.shape[1], dilation).astype(kernels.aval.dtype)
+
+
+def _kgrad_transpose_x(ct, x, g, *, k, dilation):
+  del k
+  return _loop_conv(g, _flip(ct.astype(g.dtype)), dilation, x.aval.shape[0]).astype(x.aval.dtype)
+
+
+def _kgrad_transpose_g(ct, x, g, *, k, dilation):
+  del k
+  return _loop_conv(x, ct.astype(x.dtype), dilation, g.aval.shape[0]).astype(g.aval.dtype)
+
+
+def _conv_shape(x, kernels, *, dilation, out_lead):
+  del dilation
+  return jax.core.ShapedArray((out_lead,) + x.shape[1:-1] + kernels.shape[-1:], x.dtype)
+
+
+def _kgrad_shape(x, g, *, k, dilation):
+  del x, dilation
+  return jax.core.ShapedArray((g.shape[0], k, k, g.shape[-1]), g.dtype)
+
+
+def _batch_by_map(primitive):
+  """vmap rule: map the primitive over the batch axis (rarely used; correctness only)."""
+
+  def rule(args, dims, **params):
+    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+    args = [jnp.broadcast_to(a[None], (size,) + a.shape) if d is None
+            else jnp.moveaxis(a, d, 0) for a, d in zip(args, dims)]
+    return lax.map(lambda operands: primitive.bind(*operands, **params), tuple(args)), 0
+
+  return rule
+
+
+def _define_bilinear(name, impl, shape_rule, transpose_first, transpose_second):
+  primitive = jex_core.Primitive(name)
+  primitive.def_impl(jax.jit(impl, static_argnames=tuple(
+      inspect.signature(impl).parameters)[2:]))
+  primitive.def_abstract_eval(shape_rule)
+  mlir.register_lowering(primitive, mlir.lower_fun(impl, multiple_results=False))
+  ad.defbilinear(primitive, transpose_first, transpose_second)
+  batching.primitive_batchers[primitive] = _batch_by_map(primitive)
+  return primitive
+
+
+# Primitives rather than custom VJPs: JAX cannot apply forward mode (jvp) to a
+# custom_vjp function, and a primitive also lowers faster (no traced fwd/bwd
+# pair per call). Both maps are bilinear: the JVP is the sum of the two partial
+# applications, the transposes are the rules above.
+_loop_conv_p = _define_bilinear('darts_depthwise_loop_conv', _loop_conv_impl, _conv_shape,
+                                _conv_transpose_x, _conv_transpose_kernels)
+_loop_kgrad_p = _define_bilinear('darts_depthwise_loop_kgrad', _loop_kgrad_impl, _kgrad_shape,
+                                 _kgrad_transpose_x, _kgrad_transpose_g)
 
 
 def _depthwise_xla(x, kernels, stride, dilation):

@@ -1,4 +1,5 @@
-"""The 'loop' depthwise lowering against XLA's grouped convolution: values, gradients, 2nd order."""
+"""The 'loop' depthwise lowering against XLA's grouped convolution: values, gradients, 2nd order,
+forward mode and vmap."""
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +61,37 @@ def test_loop_second_order_matches_grouped_conv(shared, k, dilation, stride):
     x, w = x.astype(jnp.float64), w.astype(jnp.float64)
     _check_second_order(x, w, stride, dilation)
 
+
+
+@pytest.mark.parametrize('shared,k,dilation,stride', [(True, 3, 1, 1), (False, 5, 2, 2)])
+def test_loop_forward_over_reverse_matches_grouped_conv(shared, k, dilation, stride):
+  """jvp of a gradient (the exact hypergradient's Hessian-vector product), float64."""
+  with jax.enable_x64(True):
+    x, w = _inputs(shared, k)
+    x, w = x.astype(jnp.float64), w.astype(jnp.float64)
+    dx, dw = jnp.cos(x), jnp.sin(w)
+
+    def grad_of(fn):
+      return jax.grad(lambda x, w: jnp.sum(jnp.sin(fn(x, w))), (0, 1))
+
+    loop = lambda x, w: conv.depthwise_conv_edges(x, w, stride, dilation, 'loop')
+    ref = lambda x, w: _grouped_reference(x, w, stride, dilation)
+    tangents = jax.jvp(grad_of(loop), (x, w), (dx, dw))[1]
+    ref_tangents = jax.jvp(grad_of(ref), (x, w), (dx, dw))[1]
+    for t, r in zip(tangents, ref_tangents):
+      assert t.shape == r.shape and t.dtype == jnp.float64
+      np.testing.assert_allclose(t, r, rtol=1e-9, atol=1e-9)
+
+
+def test_loop_under_vmap_matches_per_example_calls():
+  x, w = _inputs(True, 3)
+  xs = jnp.stack([x, 2 * x + 1])
+  loop = lambda x, w: conv.depthwise_conv_edges(x, w, 1, 1, 'loop')
+  batched = jax.vmap(loop, in_axes=(0, None))(xs, w)
+  np.testing.assert_allclose(batched[1], loop(xs[1], w), rtol=1e-6, atol=1e-6)
+  grads = jax.vmap(jax.grad(lambda x, w: jnp.sum(loop(x, w) ** 2), 1), in_axes=(0, None))(xs, w)
+  np.testing.assert_allclose(grads[0], jax.grad(lambda w: jnp.sum(loop(x, w) ** 2))(w),
+                             rtol=1e-5, atol=1e-5)
 
 def _check_second_order(x, w, stride, dilation):
 
