@@ -16,9 +16,10 @@ program k*k times longer, which costs minutes of compile in a full supernet.
 primitives whose derivatives and transposes are tap loops too (under any
 nesting of forward and reverse mode), so the program grows with k, not k*k.
 It is the CPU default: measured on one search cell (weight gradient, batch
-16, CPU seconds of a loaded 2-core machine): compile 35 s ('slices' 67 s, 'masked' 33 s), step 1.6 s ('slices' 2.2 s, 'masked' 1.9 s);
-2-cell first-order search step: compile 120 s vs 116 s ('masked'), step 5.9 s
-vs 7.2 s.
+16, CPU seconds of a loaded 2-core machine): compile 35 s ('slices' 67 s,
+'masked' 33 s), step 1.6 s ('slices' 2.2 s, 'masked' 1.9 s); 2-cell
+first-order search step: compile 120 s vs 116 s ('masked'), step 5.9 s vs
+7.2 s.
 XLA:CPU's compile time of a whole supernet is dominated by the size of the
 program (LLVM code generation of ~450 distinct fused kernels per 'grouped'
 cell), not by the depthwise lowering; the 'scan' cells of `supernet` cut it
