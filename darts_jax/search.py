@@ -84,7 +84,7 @@ def sgd_momentum_update(params, grads, buffer, lr, momentum, weight_decay, grad_
 
 def all_finite(*trees) -> jax.Array:
   """True when every element of every leaf is finite (no overflow from squaring)."""
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(trees)]))
+  return jnp.all(jnp.isfinite(architect.flat_float32(trees)))
 
 
 def alpha_optimizer(config) -> optax.GradientTransformation:
