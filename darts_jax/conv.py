@@ -8,7 +8,7 @@ batch 64, 32x32x16, 4 kernels: forward 94 ms, forward+backward 7.2 s), so on
 CPU the default is 'loop' (below). 'masked' is a dense convolution with a
 channel-diagonal kernel (more arithmetic, one fast op, small programs). 'slices' writes the
 depthwise convolution as a sum of shifted slices, which XLA fuses into one
-loop (forward 4 ms), with a hand-written VJP (backward 110 ms; JAX's own
+loop (forward 4 ms), with hand-written derivatives (backward 110 ms; JAX's own
 transpose of the slice sum took 540 ms); it is fastest per op but makes the
 program k*k times longer, which costs minutes of compile in a full supernet.
 'loop' computes the same sum of shifted slices as a loop over the kernel rows
@@ -70,39 +70,26 @@ def _slice_conv(x, kernels, dilation):
   return out
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _depthwise_slices(x, kernels, dilation):
-  return _slice_conv(x, kernels, dilation)
+def _slices_conv_impl(x, kernels, dilation, out_lead):
+  y = _slice_conv(x, kernels, dilation)
+  if out_lead == 1 and y.shape[0] > 1:
+    y = jnp.sum(y, axis=0, keepdims=True)
+  return y
 
 
-def _depthwise_slices_fwd(x, kernels, dilation):
-  return _slice_conv(x, kernels, dilation), (x, kernels)
-
-
-def _depthwise_slices_bwd(dilation, residuals, g):
-  x, kernels = residuals
-  k = kernels.shape[1]
-  # The input gradient is the correlation of g with the flipped kernels.
-  dx = _slice_conv(g, kernels[:, ::-1, ::-1, :], dilation)
-  if x.shape[0] == 1 and kernels.shape[0] > 1:
-    dx = jnp.sum(dx, axis=0, keepdims=True)
-  pad = same_padding(k, dilation)
+def _slices_kgrad_impl(x, g, k, dilation):
+  """[E, k, k, C]: per tap, sum over (B, H, W) of shift(x) * g, all k*k taps unrolled."""
   h, w = x.shape[-3:-1]
-  xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)])
-  shared_input = x.shape[0] == 1
+  xp = _pad_same(x, k, dilation)
   taps = []
   for i in range(k):
     for j in range(k):
       xs = _shifted(xp, i, j, dilation, h, w)
-      if shared_input:
+      if x.shape[0] == 1:
         taps.append(jnp.einsum("bhwc,ebhwc->ec", xs[0], g))
       else:
         taps.append(jnp.einsum("ebhwc,ebhwc->ec", xs, g))
-  dk = jnp.stack(taps, axis=1).reshape(kernels.shape).astype(kernels.dtype)
-  return dx.astype(x.dtype), dk
-
-
-_depthwise_slices.defvjp(_depthwise_slices_fwd, _depthwise_slices_bwd)
+  return jnp.stack(taps, axis=1).reshape((g.shape[0], k, k, g.shape[-1]))
 
 
 # ---------------------------------------------------------------------------
@@ -115,7 +102,8 @@ _depthwise_slices.defvjp(_depthwise_slices_fwd, _depthwise_slices_bwd)
 #   d kgrad / d g  = conv(x, ct),       d kgrad / d x = conv(g, flip(ct))
 # conv and kgrad are JAX primitives whose transpose rules are written with each
 # other, so derivatives of any order and mode (the exact DARTS hypergradient is
-# forward-over-reverse) stay tap loops too.
+# forward-over-reverse) stay tap loops too. 'slices' uses the same primitives
+# with all k*k taps unrolled instead of the loop.
 
 
 def _pad_same(x, k, dilation):
@@ -177,12 +165,21 @@ def _flip(kernels):
   return kernels[:, ::-1, ::-1, :]
 
 
-def _loop_conv(x, kernels, dilation, out_lead):
-  return _loop_conv_p.bind(x, kernels, dilation=dilation, out_lead=out_lead)
+def _conv_impl(x, kernels, dilation, out_lead, unrolled):
+  impl = _slices_conv_impl if unrolled else _loop_conv_impl
+  return impl(x, kernels, dilation, out_lead)
 
 
-def _loop_kgrad(x, g, k, dilation):
-  return _loop_kgrad_p.bind(x, g, k=k, dilation=dilation)
+def _kgrad_impl(x, g, k, dilation, unrolled):
+  return (_slices_kgrad_impl if unrolled else _loop_kgrad_impl)(x, g, k, dilation)
+
+
+def _tap_conv(x, kernels, dilation, out_lead, unrolled):
+  return _tap_conv_p.bind(x, kernels, dilation=dilation, out_lead=out_lead, unrolled=unrolled)
+
+
+def _tap_kgrad(x, g, k, dilation, unrolled):
+  return _tap_kgrad_p.bind(x, g, k=k, dilation=dilation, unrolled=unrolled)
 
 
 def _edge_cotangent(g, kernels_shape, out_lead):
@@ -193,33 +190,37 @@ def _edge_cotangent(g, kernels_shape, out_lead):
   return g
 
 
-def _conv_transpose_x(ct, x, kernels, *, dilation, out_lead):
+def _conv_transpose_x(ct, x, kernels, *, dilation, out_lead, unrolled):
   ct = _edge_cotangent(ct, kernels.shape, out_lead)
-  return _loop_conv(ct, _flip(kernels), dilation, x.aval.shape[0]).astype(x.aval.dtype)
+  dx = _tap_conv(ct, _flip(kernels), dilation, x.aval.shape[0], unrolled)
+  return dx.astype(x.aval.dtype)
 
 
-def _conv_transpose_kernels(ct, x, kernels, *, dilation, out_lead):
+def _conv_transpose_kernels(ct, x, kernels, *, dilation, out_lead, unrolled):
   ct = _edge_cotangent(ct, kernels.aval.shape, out_lead)
-  return _loop_kgrad(x, ct, kernels.aval.shape[1], dilation).astype(kernels.aval.dtype)
+  dk = _tap_kgrad(x, ct, kernels.aval.shape[1], dilation, unrolled)
+  return dk.astype(kernels.aval.dtype)
 
 
-def _kgrad_transpose_x(ct, x, g, *, k, dilation):
+def _kgrad_transpose_x(ct, x, g, *, k, dilation, unrolled):
   del k
-  return _loop_conv(g, _flip(ct.astype(g.dtype)), dilation, x.aval.shape[0]).astype(x.aval.dtype)
+  dx = _tap_conv(g, _flip(ct.astype(g.dtype)), dilation, x.aval.shape[0], unrolled)
+  return dx.astype(x.aval.dtype)
 
 
-def _kgrad_transpose_g(ct, x, g, *, k, dilation):
+def _kgrad_transpose_g(ct, x, g, *, k, dilation, unrolled):
   del k
-  return _loop_conv(x, ct.astype(x.dtype), dilation, g.aval.shape[0]).astype(g.aval.dtype)
+  dg = _tap_conv(x, ct.astype(x.dtype), dilation, g.aval.shape[0], unrolled)
+  return dg.astype(g.aval.dtype)
 
 
-def _conv_shape(x, kernels, *, dilation, out_lead):
-  del dilation
+def _conv_shape(x, kernels, *, dilation, out_lead, unrolled):
+  del dilation, unrolled
   return jax.core.ShapedArray((out_lead,) + x.shape[1:-1] + kernels.shape[-1:], x.dtype)
 
 
-def _kgrad_shape(x, g, *, k, dilation):
-  del x, dilation
+def _kgrad_shape(x, g, *, k, dilation, unrolled):
+  del x, dilation, unrolled
   return jax.core.ShapedArray((g.shape[0], k, k, g.shape[-1]), g.dtype)
 
 
@@ -249,11 +250,12 @@ def _define_bilinear(name, impl, shape_rule, transpose_first, transpose_second):
 # Primitives rather than custom VJPs: JAX cannot apply forward mode (jvp) to a
 # custom_vjp function, and a primitive also lowers faster (no traced fwd/bwd
 # pair per call). Both maps are bilinear: the JVP is the sum of the two partial
-# applications, the transposes are the rules above.
-_loop_conv_p = _define_bilinear('darts_depthwise_loop_conv', _loop_conv_impl, _conv_shape,
-                                _conv_transpose_x, _conv_transpose_kernels)
-_loop_kgrad_p = _define_bilinear('darts_depthwise_loop_kgrad', _loop_kgrad_impl, _kgrad_shape,
-                                 _kgrad_transpose_x, _kgrad_transpose_g)
+# applications, the transposes are the rules above. `unrolled` selects the
+# 'slices' form (all k*k taps unrolled) instead of the 'loop' form.
+_tap_conv_p = _define_bilinear('darts_depthwise_conv', _conv_impl, _conv_shape,
+                               _conv_transpose_x, _conv_transpose_kernels)
+_tap_kgrad_p = _define_bilinear('darts_depthwise_kernel_grad', _kgrad_impl, _kgrad_shape,
+                                _kgrad_transpose_x, _kgrad_transpose_g)
 
 
 def _depthwise_xla(x, kernels, stride, dilation):
@@ -312,10 +314,7 @@ def depthwise_conv_edges(x, kernels, stride: int = 1, dilation: int = 1, impl: s
     return _depthwise_xla(x, kernels, stride, dilation)
   if impl == "masked":
     return _depthwise_masked(x, kernels, stride, dilation)
-  if impl == "loop":
-    y = _loop_conv(x, kernels, dilation, kernels.shape[0])
-  else:
-    y = _depthwise_slices(x, kernels, dilation)
+  y = _tap_conv(x, kernels, dilation, kernels.shape[0], unrolled=impl == "slices")
   if stride > 1:
     y = y[..., ::stride, ::stride, :]
   return y

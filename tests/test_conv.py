@@ -63,8 +63,9 @@ def test_loop_second_order_matches_grouped_conv(shared, k, dilation, stride):
 
 
 
+@pytest.mark.parametrize('impl', ['loop', 'slices'])
 @pytest.mark.parametrize('shared,k,dilation,stride', [(True, 3, 1, 1), (False, 5, 2, 2)])
-def test_loop_forward_over_reverse_matches_grouped_conv(shared, k, dilation, stride):
+def test_forward_over_reverse_matches_grouped_conv(shared, k, dilation, stride, impl):
   """jvp of a gradient (the exact hypergradient's Hessian-vector product), float64."""
   with jax.enable_x64(True):
     x, w = _inputs(shared, k)
@@ -74,9 +75,9 @@ def test_loop_forward_over_reverse_matches_grouped_conv(shared, k, dilation, str
     def grad_of(fn):
       return jax.grad(lambda x, w: jnp.sum(jnp.sin(fn(x, w))), (0, 1))
 
-    loop = lambda x, w: conv.depthwise_conv_edges(x, w, stride, dilation, 'loop')
+    taps = lambda x, w: conv.depthwise_conv_edges(x, w, stride, dilation, impl)
     ref = lambda x, w: _grouped_reference(x, w, stride, dilation)
-    tangents = jax.jvp(grad_of(loop), (x, w), (dx, dw))[1]
+    tangents = jax.jvp(grad_of(taps), (x, w), (dx, dw))[1]
     ref_tangents = jax.jvp(grad_of(ref), (x, w), (dx, dw))[1]
     for t, r in zip(tangents, ref_tangents):
       assert t.shape == r.shape and t.dtype == jnp.float64
