@@ -73,7 +73,7 @@ def second_order_exact_grad(loss_fn: LossFn, params, alphas, train_batch, val_ba
   computed exactly as forward-over-reverse: the directional derivative along v
   of grad_a L_train(w, a). Reverse-over-reverse through the virtual step is the
   same maths but slower and keeps every residual of the train backward pass
-  alive (BUILD_NOTES.md, "Forward-over-reverse").
+  alive (BUILD_NOTES.md, "Depthwise primitives, forward-over-reverse").
   """
   w_prime = virtual_step(loss_fn, params, alphas, train_batch, xi, momentum_buffer, momentum,
                          weight_decay)

@@ -27,7 +27,6 @@ several fold; see BUILD_NOTES.md.
 """
 
 import functools
-import inspect
 
 import jax
 import jax.core
@@ -236,10 +235,10 @@ def _batch_by_map(primitive):
   return rule
 
 
-def _define_bilinear(name, impl, shape_rule, transpose_first, transpose_second):
+def _define_bilinear(name, impl, static_argnames, shape_rule, transpose_first,
+                     transpose_second):
   primitive = jex_core.Primitive(name)
-  primitive.def_impl(jax.jit(impl, static_argnames=tuple(
-      inspect.signature(impl).parameters)[2:]))
+  primitive.def_impl(jax.jit(impl, static_argnames=static_argnames))
   primitive.def_abstract_eval(shape_rule)
   mlir.register_lowering(primitive, mlir.lower_fun(impl, multiple_results=False))
   ad.defbilinear(primitive, transpose_first, transpose_second)
@@ -252,10 +251,12 @@ def _define_bilinear(name, impl, shape_rule, transpose_first, transpose_second):
 # pair per call). Both maps are bilinear: the JVP is the sum of the two partial
 # applications, the transposes are the rules above. `unrolled` selects the
 # 'slices' form (all k*k taps unrolled) instead of the 'loop' form.
-_tap_conv_p = _define_bilinear('darts_depthwise_conv', _conv_impl, _conv_shape,
-                               _conv_transpose_x, _conv_transpose_kernels)
-_tap_kgrad_p = _define_bilinear('darts_depthwise_kernel_grad', _kgrad_impl, _kgrad_shape,
-                                _kgrad_transpose_x, _kgrad_transpose_g)
+_tap_conv_p = _define_bilinear(
+    'darts_depthwise_conv', _conv_impl, ('dilation', 'out_lead', 'unrolled'), _conv_shape,
+    _conv_transpose_x, _conv_transpose_kernels)
+_tap_kgrad_p = _define_bilinear(
+    'darts_depthwise_kernel_grad', _kgrad_impl, ('k', 'dilation', 'unrolled'), _kgrad_shape,
+    _kgrad_transpose_x, _kgrad_transpose_g)
 
 
 def _depthwise_xla(x, kernels, stride, dilation):
