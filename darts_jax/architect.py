@@ -64,6 +64,15 @@ def first_order_grad(loss_fn: LossFn, params, alphas, val_batch):
   return grads, loss, aux
 
 
+def _val_grads_after_virtual_step(loss_fn: LossFn, params, alphas, train_batch, val_batch,
+                                  xi, momentum_buffer, momentum: float, weight_decay: float):
+  """((L_val, aux), (grad_w' L_val, grad_a L_val)) at the virtual step w' (held constant)."""
+  w_prime = jax.lax.stop_gradient(virtual_step(
+      loss_fn, params, alphas, train_batch, xi, momentum_buffer, momentum, weight_decay))
+  return jax.value_and_grad(
+      lambda w, a: loss_fn(w, a, val_batch), argnums=(0, 1), has_aux=True)(w_prime, alphas)
+
+
 def second_order_exact_grad(loss_fn: LossFn, params, alphas, train_batch, val_batch, xi,
                             momentum_buffer, momentum: float, weight_decay: float):
   """Total derivative of L_val(w'(a), a), through the virtual step.
@@ -75,10 +84,9 @@ def second_order_exact_grad(loss_fn: LossFn, params, alphas, train_batch, val_ba
   same maths but slower and keeps every residual of the train backward pass
   alive (BUILD_NOTES.md, "Depthwise primitives, forward-over-reverse").
   """
-  w_prime = virtual_step(loss_fn, params, alphas, train_batch, xi, momentum_buffer, momentum,
-                         weight_decay)
-  (loss, aux), (grad_w, grad_a) = jax.value_and_grad(
-      lambda w, a: loss_fn(w, a, val_batch), argnums=(0, 1), has_aux=True)(w_prime, alphas)
+  (loss, aux), (grad_w, grad_a) = _val_grads_after_virtual_step(
+      loss_fn, params, alphas, train_batch, val_batch, xi, momentum_buffer, momentum,
+      weight_decay)
   train_alpha_grad = lambda w: jax.grad(lambda a: loss_fn(w, a, train_batch)[0])(alphas)
   _, implicit = jax.jvp(train_alpha_grad, (params,), (grad_w,))
   grads = jax.tree.map(lambda g, h: g - xi * h, grad_a, implicit)
@@ -89,11 +97,9 @@ def second_order_fd_grad(loss_fn: LossFn, params, alphas, train_batch, val_batch
                          momentum_buffer, momentum: float, weight_decay: float,
                          epsilon: float = FD_EPSILON):
   """The paper's finite-difference approximation of the second-order gradient."""
-  w_prime = virtual_step(loss_fn, params, alphas, train_batch, xi, momentum_buffer, momentum,
-                         weight_decay)
-  w_prime = jax.lax.stop_gradient(w_prime)
-  (loss, aux), (grad_w, grad_a) = jax.value_and_grad(
-      lambda w, a: loss_fn(w, a, val_batch), argnums=(0, 1), has_aux=True)(w_prime, alphas)
+  (loss, aux), (grad_w, grad_a) = _val_grads_after_virtual_step(
+      loss_fn, params, alphas, train_batch, val_batch, xi, momentum_buffer, momentum,
+      weight_decay)
   r = epsilon / (global_norm(grad_w) + 1e-12)
   train_alpha_grad = jax.grad(lambda a, w: loss_fn(w, a, train_batch)[0])
   plus = train_alpha_grad(alphas, _tree_axpy(r, grad_w, params))

@@ -62,7 +62,6 @@ def test_loop_second_order_matches_grouped_conv(shared, k, dilation, stride):
     _check_second_order(x, w, stride, dilation)
 
 
-
 @pytest.mark.parametrize('impl', ['loop', 'slices'])
 @pytest.mark.parametrize('shared,k,dilation,stride', [(True, 3, 1, 1), (False, 5, 2, 2)])
 def test_forward_over_reverse_matches_grouped_conv(shared, k, dilation, stride, impl):
@@ -93,6 +92,7 @@ def test_loop_under_vmap_matches_per_example_calls():
   grads = jax.vmap(jax.grad(lambda x, w: jnp.sum(loop(x, w) ** 2), 1), in_axes=(0, None))(xs, w)
   np.testing.assert_allclose(grads[0], jax.grad(lambda w: jnp.sum(loop(x, w) ** 2))(w),
                              rtol=1e-5, atol=1e-5)
+
 
 def _check_second_order(x, w, stride, dilation):
 
