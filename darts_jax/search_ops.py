@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from darts_jax import conv
+from darts_jax import pooling
 from darts_jax.errors import UserError
 
 # (channels, stride, num_edges, depthwise_impl) -> module.
@@ -48,8 +49,12 @@ class BatchNorm(nn.Module):
     running_var = self.variable('batch_stats', 'var', jnp.ones, feature_shape, jnp.float32)
     if train:
       xf = x.astype(jnp.float32)
+      # Both moments in one pass over x (as flax's use_fast_variance); the clamp guards the
+      # float32 cancellation. Half the memory traffic of mean((x - mean)^2), forward and
+      # backward, and a CPU search step is bound by memory traffic (BUILD_NOTES.md).
       mean = jnp.mean(xf, axis=_SPATIAL_AXES, keepdims=True)
-      var = jnp.mean(jnp.square(xf - mean), axis=_SPATIAL_AXES, keepdims=True)
+      mean_of_squares = jnp.mean(jnp.square(xf), axis=_SPATIAL_AXES, keepdims=True)
+      var = jnp.maximum(mean_of_squares - jnp.square(mean), 0.)
       if not self.is_initializing():
         running_mean.value = (BN_MOMENTUM * running_mean.value
                               + (1 - BN_MOMENTUM) * mean.reshape(feature_shape))
@@ -120,11 +125,8 @@ class Pool(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    window, strides, pad = (3, 3), (self.stride, self.stride), ((1, 1), (1, 1))
-    if self.kind == 'max':
-      y = nn.max_pool(x, window, strides, pad)
-    else:
-      y = nn.avg_pool(x, window, strides, pad, count_include_pad=False)
+    pool = pooling.max_pool_3x3 if self.kind == 'max' else pooling.avg_pool_3x3
+    y = pool(x, self.stride)
     return BatchNorm()(y[None], train)
 
 
