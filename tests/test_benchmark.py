@@ -37,7 +37,7 @@ def _records(backend='cpu', compile_s=64.3, first=21.5, exact=64.9, hours=117.0)
 
 def test_speed_table_computes_ratios_and_checks_targets(benchmark):
   rows = _rows(benchmark.speed_table(_records()))
-  assert len(rows) == 9
+  assert len(rows) == 10
   by_start = lambda prefix: next(v for k, v in rows.items() if k.startswith(prefix))
   assert by_start('first compile') == ('< 30 s', '64.3 s', 'no')
   assert by_start('speed-up over') == ('>= 2x', f'{2 * 12.4 / 21.5:.2f}x', 'no')
@@ -60,5 +60,21 @@ def test_speed_table_shows_missing_cases_as_dashes(benchmark):
   del records['cifar_second_exact_b64']
   rows = _rows(benchmark.speed_table(records))
   exact_rows = [v for k, v in rows.items() if 'exact' in k]
-  assert len(exact_rows) == 3 and all(v[1:] == ('-', '-') for v in exact_rows)
+  assert len(exact_rows) == 4 and all(v[1:] == ('-', '-') for v in exact_rows)
   assert all(v[1] == '-' for v in _rows(benchmark.speed_table({})).values())
+
+
+def test_speed_table_compares_with_measured_pytorch_records(benchmark, tmp_path):
+  path = tmp_path / 'torch.jsonl'
+  path.write_text('not json\n'
+                  '{"case": "pytorch_first_b64", "step_seconds": 30.0, "peak_rss_gb": 9.2}\n'
+                  '{"case": "pytorch_second_exact_b64", "step_seconds": 150.0}\n')
+  records = {**benchmark.read_records(str(path)), **_records()}
+  rows = _rows(benchmark.speed_table(records))
+  by_start = lambda prefix: next(v for k, v in rows.items() if k.startswith(prefix))
+  assert any('(measured: 30.00 s)' in k for k in rows)
+  assert by_start('speed-up over the PyTorch first-order') == ('>= 2x', f'{30 / 21.5:.2f}x', 'no')
+  assert by_start('speed-up over the PyTorch exact') == ('>= 2x', f'{150 / 64.9:.2f}x', 'yes')
+  assert by_start('peak RSS') == ('<= 9.2 GB', '5.0 GB', 'yes')
+  with pytest.raises(SystemExit, match='pytorch_reference.py'):
+    benchmark.read_records(str(tmp_path / 'missing.jsonl'))
