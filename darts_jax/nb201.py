@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from darts_jax import conv
+from darts_jax import pooling
 from darts_jax import search_ops
 from darts_jax import supernet
 from darts_jax.errors import UserError
@@ -217,8 +218,7 @@ class AvgPool(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     del train
-    return nn.avg_pool(x, (3, 3), (self.stride,) * 2, ((1, 1), (1, 1)),
-                       count_include_pad=False)[None]
+    return pooling.avg_pool_3x3(x, self.stride)[None]
 
 
 # NAS-Bench-201's avg_pool_3x3 has no BN (the DARTS one has): its own registry name.
