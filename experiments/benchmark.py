@@ -8,7 +8,7 @@ Command (the full table; the 8-cell cases take many minutes each on a 2-core CPU
   python experiments/benchmark.py --cases=digits --devices=1,2,4,8   # fake CPU devices
   python experiments/benchmark.py --cases=methods     # every search method, both spaces
   python experiments/benchmark.py --cases=floor_b64   # multiply-adds and matmul rate
-  python experiments/benchmark.py --cases=speed       # issue #8's targets as a table (9-17 min CPU)
+  python experiments/benchmark.py --cases=speed       # issue #8's targets as a table (9-25 min CPU)
   python experiments/benchmark.py --cases=speed --pytorch_records=/tmp/torch.jsonl  # vs PyTorch
                                                       # measured here (pytorch_reference.py)
 

@@ -14,7 +14,7 @@ what a DARTS search iteration does:
                backward (`torch.autograd.grad(..., create_graph=True)`).
 
 PyTorch is not a dependency of darts_jax; run this in its own environment:
-  python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch numpy
+  python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
   /tmp/torchvenv/bin/python experiments/pytorch_reference.py --order=first --batch=64
 
 It prints one JSON line (median step seconds over --steps after one warm-up step, CPU
