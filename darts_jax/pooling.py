@@ -4,7 +4,7 @@ The same results as `nn.max_pool` / `nn.avg_pool(count_include_pad=False)` on
 [..., H, W, C], computed as a 3-tap reduction along H and then along W. On XLA:CPU
 this is several times faster than `reduce_window`, and its gradient is elementwise
 selects and pads instead of a select-and-scatter (a 3x3 max pool's gradient at
-batch 64, 32x32x16: 12 ms against 74 ms; BUILD_NOTES.md "Pools as slices"). The
+batch 64, 32x32x16: 12 ms against 74 ms; BUILD_NOTES.md, "pools as slices"). The
 gradient differs from a select-and-scatter only at exact ties inside a window,
 where `jnp.maximum` splits the cotangent between the tied inputs instead of giving
 it all to one of them (the total is the same).

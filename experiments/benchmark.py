@@ -308,7 +308,8 @@ def speed_table(results: dict) -> str:
   exact64 = get('cifar_second_exact_b64', 'step_seconds')
   torch_first = get('pytorch_first_b64', 'step_seconds')
   if torch_first is None:
-    torch_first_name = f'the hand-written PyTorch first-order step at b64 (2 x {TORCH_WEIGHT_STEP_B64_SECONDS} s)'
+    torch_first_name = ('the hand-written PyTorch first-order step at b64 '
+                        f'(2 x {TORCH_WEIGHT_STEP_B64_SECONDS} s)')
     torch_first = 2 * TORCH_WEIGHT_STEP_B64_SECONDS
   else:
     torch_first_name = f'the PyTorch first-order step at b64 (measured: {torch_first:.2f} s)'
@@ -324,8 +325,7 @@ def speed_table(results: dict) -> str:
       ('exact second-order step, b64', '-', exact64, '{:.2f} s', None),
       ('speed-up over the PyTorch exact second-order step at b64 (double backward'
        + (f'; measured: {torch_exact:.2f} s)' if torch_exact else ')'), '>= 2x',
-       _ratio(torch_exact, exact64),
-       '{:.2f}x', lambda v: v >= 2),
+       _ratio(torch_exact, exact64), '{:.2f}x', lambda v: v >= 2),
       ('exact second order / first order, b64', '<= 2.5x', _ratio(exact64, first64),
        '{:.2f}x', lambda v: v <= 2.5),
       ('multiply-add floor at the matmul rate / first-order step, b64', '-',
