@@ -150,7 +150,7 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
   parallel.check_batch(t.batch_size, num_devices, process_count)
   parallel.check_batch(config.eval_batch_size, num_devices, process_count,
                        'config.eval_batch_size')
-  search.compute_dtype(config)
+  search.check_compute_dtype(config)
   preemption.checkpoint_settings(config)
   search.check_seed(config.seed)
   for name in ('crop_padding', 'cutout'):

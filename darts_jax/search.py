@@ -113,6 +113,14 @@ def compute_dtype(config) -> jnp.dtype:
   return jnp.dtype(name)
 
 
+def check_compute_dtype(config) -> None:
+  """Validates config.model.compute_dtype; warns where it is slower, not faster."""
+  if compute_dtype(config) == jnp.bfloat16 and jax.default_backend() == 'cpu':
+    logging.warning('config.model.compute_dtype=bfloat16 on CPU: XLA:CPU ran the search step '
+                    '3.7x slower in bfloat16 than in float32 (BUILD_NOTES.md); use float32 '
+                    'on CPU, bfloat16 on GPUs and TPUs.')
+
+
 def cast_floats(tree, dtype):
   """Floating-point leaves cast to `dtype`; gradients flow back through the cast."""
   return jax.tree.map(
@@ -249,7 +257,7 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
   parallel.check_batch(t.batch_size, num_devices, process_count)
   parallel.check_batch(config.eval_batch_size, num_devices, process_count,
                        'config.eval_batch_size')
-  compute_dtype(config)
+  check_compute_dtype(config)
   preemption.checkpoint_settings(config)
   methods.check_config(config)
   check_seed(config.seed)

@@ -50,6 +50,8 @@ flags.DEFINE_integer('cpu_opt_level', 1, 'XLA:CPU backend optimization level of 
 flags.DEFINE_string('pytorch_records', '', 'JSON lines printed by experiments/pytorch_reference.py '
                     'on this machine: --cases=speed compares with them instead of the notes.')
 flags.DEFINE_string('remat', 'auto', 'config.model.remat for the search cases (auto, true, false).')
+flags.DEFINE_enum('compute_dtype', 'float32', ['float32', 'bfloat16'],
+                  'config.model.compute_dtype for the search cases.')
 FLAGS = flags.FLAGS
 
 # name: (dataset, layers, init_channels, batch, order)
@@ -225,6 +227,7 @@ def run_case(name):
   config.model.depthwise_impl = FLAGS.depthwise_impl
   config.model.cell_impl = FLAGS.cell_impl
   config.model.remat = FLAGS.remat
+  config.model.compute_dtype = FLAGS.compute_dtype
   info = data.get_info(dataset)
   model = search.build_model(config, info.num_classes)
   state, init_s = timed_init(lambda: search.init_state(model, config, info))
@@ -235,7 +238,8 @@ def run_case(name):
       'case': name, 'dataset': dataset, 'layers': layers, 'init_channels': channels,
       'batch': batch, 'order': order, 'depthwise_impl': conv.resolve_impl(FLAGS.depthwise_impl),
       'cell_impl': supernet.resolve_cell_impl(FLAGS.cell_impl),
-      'remat': supernet.resolve_remat(FLAGS.remat), 'init_seconds': init_s, **timings,
+      'remat': supernet.resolve_remat(FLAGS.remat), 'compute_dtype': FLAGS.compute_dtype,
+      'init_seconds': init_s, **timings,
       **projected_search_cost(dataset, batch, timings['step_seconds'], config.train.epochs),
   }), flush=True)
 
@@ -386,7 +390,7 @@ def main(argv):
                            f'--depthwise_impl={FLAGS.depthwise_impl}',
                            f'--cell_impl={FLAGS.cell_impl}',
                            f'--cpu_opt_level={FLAGS.cpu_opt_level}',
-                           f'--remat={FLAGS.remat}'],
+                           f'--remat={FLAGS.remat}', f'--compute_dtype={FLAGS.compute_dtype}'],
                           env=env, capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
     if proc.returncode or not lines:

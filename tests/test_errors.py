@@ -177,3 +177,19 @@ def test_command_line_error_is_one_line(tmp_path, name, args, fragment):
   assert 'Traceback' not in proc.stderr
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith('error: ') and fragment in last, last
+
+
+def test_unknown_compute_dtype_and_bfloat16_warning_on_cpu(caplog):
+  from darts_jax import search  # pylint: disable=g-import-not-at-top
+  config = search_tiny.get_config()
+  config.model.compute_dtype = 'float16'
+  with pytest.raises(UserError, match="use one of \\('float32', 'bfloat16'\\)"):
+    search.check_compute_dtype(config)
+  config.model.compute_dtype = 'bfloat16'
+  with caplog.at_level('WARNING'):
+    search.check_compute_dtype(config)
+  assert any('use float32 on CPU' in r.getMessage() for r in caplog.records)
+  caplog.clear()
+  config.model.compute_dtype = 'float32'
+  search.check_compute_dtype(config)
+  assert not caplog.records
