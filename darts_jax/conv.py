@@ -146,7 +146,6 @@ def _loop_conv_impl(x, kernels, dilation, out_lead):
 
 def _loop_kgrad_impl(x, g, k, dilation):
   """[E, k, k, C]: per tap, sum over (B, H, W) of shift(x) * g; x [1|E, ...], g [E, ...]."""
-  e, c = g.shape[0], g.shape[-1]
   h, w = x.shape[-3:-1]
   xp = _pad_same(x, k, dilation)
 

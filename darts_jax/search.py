@@ -7,10 +7,8 @@ there is one.
 """
 
 import json
-import math
 import os
 import time
-from typing import Any
 
 from absl import logging
 import jax
