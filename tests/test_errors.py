@@ -9,6 +9,7 @@ import pytest
 
 from darts_jax import genotypes
 from darts_jax import main
+from darts_jax import search
 from darts_jax.errors import UserError
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
@@ -180,7 +181,6 @@ def test_command_line_error_is_one_line(tmp_path, name, args, fragment):
 
 
 def test_unknown_compute_dtype_and_bfloat16_warning_on_cpu(caplog):
-  from darts_jax import search  # pylint: disable=g-import-not-at-top
   config = search_tiny.get_config()
   config.model.compute_dtype = 'float16'
   with pytest.raises(UserError, match="use one of \\('float32', 'bfloat16'\\)"):
