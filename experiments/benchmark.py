@@ -50,8 +50,8 @@ flags.DEFINE_integer('cpu_opt_level', 1, 'XLA:CPU backend optimization level of 
 flags.DEFINE_string('pytorch_records', '', 'JSON lines printed by experiments/pytorch_reference.py '
                     'on this machine: --cases=speed compares with them instead of the notes.')
 flags.DEFINE_string('remat', 'auto', 'config.model.remat for the search cases (auto, true, false).')
-flags.DEFINE_enum('compute_dtype', 'float32', ['float32', 'bfloat16'],
-                  'config.model.compute_dtype for the search cases.')
+flags.DEFINE_string('compute_dtype', 'float32',
+                    'config.model.compute_dtype for the search cases (float32, bfloat16).')
 FLAGS = flags.FLAGS
 
 # name: (dataset, layers, init_channels, batch, order)
@@ -228,6 +228,7 @@ def run_case(name):
   config.model.cell_impl = FLAGS.cell_impl
   config.model.remat = FLAGS.remat
   config.model.compute_dtype = FLAGS.compute_dtype
+  search.check_compute_dtype(config)
   info = data.get_info(dataset)
   model = search.build_model(config, info.num_classes)
   state, init_s = timed_init(lambda: search.init_state(model, config, info))
