@@ -3,29 +3,25 @@
 Depthwise convolution is the one op whose best XLA lowering depends on the
 platform. GPUs and TPUs have fast grouped-convolution kernels, so there we use
 `lax.conv_general_dilated(..., feature_group_count=C)`. XLA:CPU runs grouped
-convolutions on a slow generic path (measured on a 2-core CPU, 5x5 depthwise,
-batch 64, 32x32x16, 4 kernels: forward 94 ms, forward+backward 7.2 s), so on
-CPU the default is 'loop' (below). 'masked' is a dense convolution with a
-channel-diagonal kernel (more arithmetic, one fast op, small programs). 'slices' writes the
-depthwise convolution as a sum of shifted slices, which XLA fuses into one
-loop (forward 4 ms), with hand-written derivatives (backward 110 ms; JAX's own
-transpose of the slice sum took 540 ms); it is fastest per op but makes the
-program k*k times longer, which costs minutes of compile in a full supernet.
-'loop' computes the same sum of shifted slices as a loop over the kernel rows
-(the k taps of a row unrolled in the loop body), as two bilinear JAX
-primitives whose derivatives and transposes are tap loops too (under any
-nesting of forward and reverse mode), so the program grows with k, not k*k.
-It is the CPU default: measured on one search cell (weight gradient, batch
-16, CPU seconds of a loaded 2-core machine): compile 35 s ('slices' 67 s,
-'masked' 33 s), step 1.6 s ('slices' 2.2 s, 'masked' 1.9 s); 2-cell
-first-order search step: compile 120 s vs 116 s ('masked'), step 5.9 s vs
-7.2 s.
-XLA:CPU's compile time of a whole supernet is dominated by the size of the
-program (LLVM code generation of ~450 distinct fused kernels per 'grouped'
-cell), not by the depthwise lowering; the 'scan' cells of `supernet` cut it
-several fold; see BUILD_NOTES.md.
+convolutions on a slow generic path (batch 64, 32x32x16, 3x3: forward 57 ms,
+gradient 124 ms on a 2-core Intel Xeon; oneDNN does not take them either), so
+CPU uses two bilinear JAX primitives, the convolution as a sum of shifted
+slices (sum over taps t of shift_t(x) * K_t) and its kernel gradient (per tap,
+sum over B, H, W of shift_t(x) * g), whose JVPs and transposes are written with
+each other, so every derivative (reverse, forward, any nesting) stays in this
+form. Two lowerings of the primitives:
+- 'slices' (the CPU default): all k*k taps unrolled. XLA fuses the convolution
+  into one pass over the output and the kernel gradient into one variadic
+  reduce that reads x and g once. Same machine, same shapes: 3x3 forward 0.9 ms,
+  kernel gradient 4.6 ms (5x5: 1.9 and 5.8 ms).
+- 'loop': a loop over the kernel rows (the k taps of a row unrolled in the
+  body), so the program grows with k, not k*k; but each row reads a
+  dynamically sliced input and XLA's loop over it is ~10x slower (3x3 forward
+  9.5 ms, kernel gradient 6.6 ms; 5x5: 19.7 and 14.6 ms). The CPU default until
+  2026-12-01; BUILD_NOTES.md has the whole-step numbers of both.
+'masked' is a dense convolution with a channel-diagonal kernel (C times the
+arithmetic, one op on XLA's dense path).
 """
-
 import functools
 
 import jax
@@ -47,7 +43,7 @@ def resolve_impl(impl: str = "auto") -> str:
   if impl not in IMPLEMENTATIONS:
     raise ValueError(f"unknown depthwise impl {impl!r}; use one of {IMPLEMENTATIONS}")
   if impl == "auto":
-    return "loop" if jax.default_backend() == "cpu" else "xla"
+    return "slices" if jax.default_backend() == "cpu" else "xla"
   return impl
 
 
@@ -77,32 +73,32 @@ def _slices_conv_impl(x, kernels, dilation, out_lead):
 
 
 def _slices_kgrad_impl(x, g, k, dilation):
-  """[E, k, k, C]: per tap, sum over (B, H, W) of shift(x) * g, all k*k taps unrolled."""
+  """[E, k, k, C]: per tap, sum over (B, H, W) of shift(x) * g, all k*k taps unrolled.
+
+  One variadic reduce over the k*k products, so XLA emits a single pass that
+  reads x and g once (k*k separate reductions each read both again).
+  """
   h, w = x.shape[-3:-1]
   xp = _pad_same(x, k, dilation)
-  taps = []
-  for i in range(k):
-    for j in range(k):
-      xs = _shifted(xp, i, j, dilation, h, w)
-      if x.shape[0] == 1:
-        taps.append(jnp.einsum("bhwc,ebhwc->ec", xs[0], g))
-      else:
-        taps.append(jnp.einsum("ebhwc,ebhwc->ec", xs, g))
-  return jnp.stack(taps, axis=1).reshape((g.shape[0], k, k, g.shape[-1]))
+  products = tuple(_shifted(xp, i, j, dilation, h, w) * g for i in range(k) for j in range(k))
+  zeros = tuple(jnp.zeros((), g.dtype) for _ in products)
+  sums = lax.reduce(products, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)),
+                    (1, 2, 3))                                     # k*k x [E, C]
+  return jnp.stack(sums, axis=1).reshape((g.shape[0], k, k, g.shape[-1]))
 
 
 # ---------------------------------------------------------------------------
-# 'loop': the slice sum of 'slices', but as a loop over the k*k kernel taps
-# (lax.fori_loop / lax.scan, one dynamic_slice per tap), so the program does
-# not grow with k*k. Three linear maps, closed under differentiation:
+# 'loop': the slice sum of 'slices', but as a loop over the k kernel rows
+# (lax.fori_loop / lax.scan, one dynamic_slice per row), so the program does
+# not grow with k*k. Both lowerings implement three linear maps, closed under
+# differentiation:
 #   conv(x, K)     = sum_t S_t(x) * K_t                 (S_t: tap t's shift)
 #   kgrad(x, g)_t  = sum_{b,h,w} S_t(x) * g
 #   d conv / d x   = conv(g, flip(K)),  d conv / d K = kgrad(x, g)
 #   d kgrad / d g  = conv(x, ct),       d kgrad / d x = conv(g, flip(ct))
 # conv and kgrad are JAX primitives whose transpose rules are written with each
 # other, so derivatives of any order and mode (the exact DARTS hypergradient is
-# forward-over-reverse) stay tap loops too. 'slices' uses the same primitives
-# with all k*k taps unrolled instead of the loop.
+# forward-over-reverse) stay in the chosen lowering.
 
 
 def _pad_same(x, k, dilation):

@@ -99,7 +99,7 @@ def test_alpha_grad_dispatch(order):
 
 def test_exact_second_order_on_the_supernet_matches_reverse_over_reverse():
   """The supernet's exact hypergradient (forward-over-reverse through the scanned,
-  rematerialized cells and the 'loop' depthwise primitives) against JAX differentiating
+  rematerialized cells and the depthwise tap primitives) against JAX differentiating
   the unrolled validation loss in reverse mode twice: two independent autodiff paths."""
   config = configs.search_config('second')
   config.dataset.name = 'digits'

@@ -1,5 +1,5 @@
-"""The 'loop' depthwise lowering against XLA's grouped convolution: values, gradients, 2nd order,
-forward mode and vmap."""
+"""The CPU depthwise lowerings ('slices', the default, and 'loop') against XLA's grouped
+convolution: values, gradients, 2nd order, forward mode and vmap."""
 
 import jax
 import jax.numpy as jnp
@@ -33,25 +33,27 @@ def _inputs(shared, k, num_edges=3, channels=4):
   return x, w
 
 
+@pytest.mark.parametrize('impl', ['slices', 'loop'])
 @pytest.mark.parametrize('shared,k,dilation,stride', CASES)
-def test_loop_matches_grouped_conv_values_and_gradients(shared, k, dilation, stride):
+def test_taps_match_grouped_conv_values_and_gradients(shared, k, dilation, stride, impl):
   x, w = _inputs(shared, k)
 
   def loss(fn):
     return lambda x, w: jnp.sum(jnp.sin(fn(x, w)))
 
-  loop = lambda x, w: conv.depthwise_conv_edges(x, w, stride, dilation, 'loop')
+  taps = lambda x, w: conv.depthwise_conv_edges(x, w, stride, dilation, impl)
   ref = lambda x, w: _grouped_reference(x, w, stride, dilation)
-  np.testing.assert_allclose(loop(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
-  grads = jax.grad(loss(loop), (0, 1))(x, w)
+  np.testing.assert_allclose(taps(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
+  grads = jax.grad(loss(taps), (0, 1))(x, w)
   ref_grads = jax.grad(loss(ref), (0, 1))(x, w)
   for g, r in zip(grads, ref_grads):
     assert g.shape == r.shape
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('impl', ['slices', 'loop'])
 @pytest.mark.parametrize('shared,k,dilation,stride', [(True, 3, 1, 1), (False, 5, 2, 2)])
-def test_loop_second_order_matches_grouped_conv(shared, k, dilation, stride):
+def test_second_order_matches_grouped_conv(shared, k, dilation, stride, impl):
   """Gradients of gradients (the exact DARTS hypergradient differentiates a weight gradient).
 
   In float64: in float32 the summation order alone moves these values by ~1e-4.
@@ -59,7 +61,7 @@ def test_loop_second_order_matches_grouped_conv(shared, k, dilation, stride):
   with jax.enable_x64(True):
     x, w = _inputs(shared, k)
     x, w = x.astype(jnp.float64), w.astype(jnp.float64)
-    _check_second_order(x, w, stride, dilation)
+    _check_second_order(x, w, stride, dilation, impl)
 
 
 @pytest.mark.parametrize('impl', ['loop', 'slices'])
@@ -83,10 +85,11 @@ def test_forward_over_reverse_matches_grouped_conv(shared, k, dilation, stride, 
       np.testing.assert_allclose(t, r, rtol=1e-9, atol=1e-9)
 
 
-def test_loop_under_vmap_matches_per_example_calls():
+@pytest.mark.parametrize('impl', ['slices', 'loop'])
+def test_under_vmap_matches_per_example_calls(impl):
   x, w = _inputs(True, 3)
   xs = jnp.stack([x, 2 * x + 1])
-  loop = lambda x, w: conv.depthwise_conv_edges(x, w, 1, 1, 'loop')
+  loop = lambda x, w: conv.depthwise_conv_edges(x, w, 1, 1, impl)
   batched = jax.vmap(loop, in_axes=(0, None))(xs, w)
   np.testing.assert_allclose(batched[1], loop(xs[1], w), rtol=1e-6, atol=1e-6)
   grads = jax.vmap(jax.grad(lambda x, w: jnp.sum(loop(x, w) ** 2), 1), in_axes=(0, None))(xs, w)
@@ -94,7 +97,7 @@ def test_loop_under_vmap_matches_per_example_calls():
                              rtol=1e-5, atol=1e-5)
 
 
-def _check_second_order(x, w, stride, dilation):
+def _check_second_order(x, w, stride, dilation, impl):
 
   def outer(fn):
     def f(x, w):
@@ -102,9 +105,9 @@ def _check_second_order(x, w, stride, dilation):
       return jnp.sum(jnp.sin(gx)) + jnp.sum(jnp.cos(gw))
     return f
 
-  loop = lambda x, w: conv.depthwise_conv_edges(x, w, stride, dilation, 'loop')
+  taps = lambda x, w: conv.depthwise_conv_edges(x, w, stride, dilation, impl)
   ref = lambda x, w: _grouped_reference(x, w, stride, dilation)
-  grads = jax.grad(outer(loop), (0, 1))(x, w)
+  grads = jax.grad(outer(taps), (0, 1))(x, w)
   ref_grads = jax.grad(outer(ref), (0, 1))(x, w)
   for g, r in zip(grads, ref_grads):
     assert g.dtype == jnp.float64
@@ -121,3 +124,10 @@ def test_loop_program_grows_slowly_with_kernel_size():
 
   assert hlo_size(7, 'loop') < 1.5 * hlo_size(3, 'loop')
   assert hlo_size(7, 'slices') > 3 * hlo_size(3, 'slices')
+
+
+def test_cpu_default_is_slices():
+  assert jax.default_backend() == 'cpu'
+  assert conv.resolve_impl('auto') == 'slices'
+  with pytest.raises(ValueError, match='unknown depthwise impl'):
+    conv.resolve_impl('grouped')
