@@ -76,15 +76,18 @@ def _slices_kgrad_impl(x, g, k, dilation):
   """[E, k, k, C]: per tap, sum over (B, H, W) of shift(x) * g, all k*k taps unrolled.
 
   One variadic reduce over the k*k products, so XLA emits a single pass that
-  reads x and g once (k*k separate reductions each read both again).
+  reads x and g once (k*k separate reductions each read both again). It sums
+  over (H, W) per image first: XLA:CPU's reduce loop computes one output element
+  at a time, and with (B, C) kept each one walks a single image that stays in
+  cache (reducing over B too walks the whole batch once per channel).
   """
   h, w = x.shape[-3:-1]
   xp = _pad_same(x, k, dilation)
   products = tuple(_shifted(xp, i, j, dilation, h, w) * g for i in range(k) for j in range(k))
   zeros = tuple(jnp.zeros((), g.dtype) for _ in products)
   sums = lax.reduce(products, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)),
-                    (1, 2, 3))                                     # k*k x [E, C]
-  return jnp.stack(sums, axis=1).reshape((g.shape[0], k, k, g.shape[-1]))
+                    (2, 3))                                        # k*k x [E, B, C]
+  return jnp.stack(sums, axis=1).sum(2).reshape((g.shape[0], k, k, g.shape[-1]))
 
 
 # ---------------------------------------------------------------------------
