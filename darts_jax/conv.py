@@ -13,7 +13,7 @@ form. Two lowerings of the primitives:
 - 'slices' (the CPU default): all k*k taps unrolled. XLA fuses the convolution
   into one pass over the output and the kernel gradient into one variadic
   reduce that reads x and g once. Same machine, same shapes: 3x3 forward 0.9 ms,
-  kernel gradient 4.6 ms (5x5: 1.9 and 5.8 ms).
+  kernel gradient 4.6 ms (5x5: 1.9 and 5.8 ms) as one reduce over (B, H, W).
 - 'loop': a loop over the kernel rows (the k taps of a row unrolled in the
   body), so the program grows with k, not k*k; but each row reads a
   dynamically sliced input and XLA's loop over it is ~10x slower (3x3 forward
