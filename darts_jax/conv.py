@@ -22,6 +22,7 @@ form. Two lowerings of the primitives:
 'masked' is a dense convolution with a channel-diagonal kernel (C times the
 arithmetic, one op on XLA's dense path).
 """
+
 import functools
 
 import jax

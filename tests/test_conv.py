@@ -89,11 +89,11 @@ def test_forward_over_reverse_matches_grouped_conv(shared, k, dilation, stride, 
 def test_under_vmap_matches_per_example_calls(impl):
   x, w = _inputs(True, 3)
   xs = jnp.stack([x, 2 * x + 1])
-  loop = lambda x, w: conv.depthwise_conv_edges(x, w, 1, 1, impl)
-  batched = jax.vmap(loop, in_axes=(0, None))(xs, w)
-  np.testing.assert_allclose(batched[1], loop(xs[1], w), rtol=1e-6, atol=1e-6)
-  grads = jax.vmap(jax.grad(lambda x, w: jnp.sum(loop(x, w) ** 2), 1), in_axes=(0, None))(xs, w)
-  np.testing.assert_allclose(grads[0], jax.grad(lambda w: jnp.sum(loop(x, w) ** 2))(w),
+  taps = lambda x, w: conv.depthwise_conv_edges(x, w, 1, 1, impl)
+  batched = jax.vmap(taps, in_axes=(0, None))(xs, w)
+  np.testing.assert_allclose(batched[1], taps(xs[1], w), rtol=1e-6, atol=1e-6)
+  grads = jax.vmap(jax.grad(lambda x, w: jnp.sum(taps(x, w) ** 2), 1), in_axes=(0, None))(xs, w)
+  np.testing.assert_allclose(grads[0], jax.grad(lambda w: jnp.sum(taps(x, w) ** 2))(w),
                              rtol=1e-5, atol=1e-5)
 
 
