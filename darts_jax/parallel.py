@@ -109,13 +109,18 @@ def _signature(args):
 # 1.5x slower than at level 1 (3.84 s vs 2.53 s at batch 16, same compile time);
 # level 0 was 8x slower (BUILD_NOTES.md).
 CPU_BACKEND_OPT_LEVEL = 1
+# XLA:CPU vectorizes for 256-bit registers by default; 512 bits (a hint, ignored
+# without AVX-512) made the 8-cell b64 search step ~4% faster on an AVX-512 Xeon
+# in an A/B run of both programs in one process (BUILD_NOTES.md).
+CPU_PREFER_VECTOR_WIDTH = 512
 
 
 def compiler_options(cpu_opt_level: int = CPU_BACKEND_OPT_LEVEL) -> dict | None:
   """XLA options for `jax.jit` on this backend (None: XLA's defaults)."""
   if jax.default_backend() != 'cpu':
     return None
-  return {'xla_backend_optimization_level': cpu_opt_level}
+  return {'xla_backend_optimization_level': cpu_opt_level,
+          'xla_cpu_prefer_vector_width': CPU_PREFER_VECTOR_WIDTH}
 
 
 def jit(fn, **jit_kwargs):
