@@ -109,9 +109,10 @@ def _signature(args):
 # 1.5x slower than at level 1 (3.84 s vs 2.53 s at batch 16, same compile time);
 # level 0 was 8x slower (BUILD_NOTES.md).
 CPU_BACKEND_OPT_LEVEL = 1
-# XLA:CPU vectorizes for 256-bit registers by default; 512 bits (a hint, ignored
-# without AVX-512) made the 8-cell b64 search step ~4% faster on an AVX-512 Xeon
-# in an A/B run of both programs in one process (BUILD_NOTES.md).
+# XLA:CPU vectorizes for 256-bit registers by default. Preferring 512 bits made the
+# 8-cell b64 search step ~4% faster on an AVX-512 Xeon, in an A/B run of both programs
+# in one process (BUILD_NOTES.md); it is a preference, and a CPU without AVX-512 has
+# no 512-bit registers for it to use (not measured on one).
 CPU_PREFER_VECTOR_WIDTH = 512
 
 
