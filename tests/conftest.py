@@ -1,7 +1,8 @@
 """Shared test setup: a persistent compilation cache so repeated tiny programs compile once.
 
 The cache lives for one test session (a fresh temporary directory, removed at exit) and is
-shared with the tests' subprocesses through DARTS_JAX_TEST_CACHE: a cache left by an
+shared with the pytest-xdist workers and the tests' subprocesses through
+DARTS_JAX_TEST_CACHE (the controller sets it before the workers start): a cache left by an
 earlier, killed run or another jax version is never read. Set DARTS_JAX_TEST_CACHE to a
 directory of your own to keep the cache between runs.
 """
