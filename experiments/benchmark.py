@@ -47,6 +47,10 @@ flags.DEFINE_string('cell_impl', 'auto', 'config.model.cell_impl for every searc
                     'auto, grouped (edges batched per source state), scan (lax.scan over edges).')
 flags.DEFINE_integer('cpu_opt_level', 1, 'XLA:CPU backend optimization level of the step '
                      '(the trainers use darts_jax.parallel.CPU_BACKEND_OPT_LEVEL).')
+flags.DEFINE_string('cpu_opt_preset', 'CPU_OPT_PRESET_FAST_COMPILE',
+                    'XLA:CPU optimization preset of the step: CPU_OPT_PRESET_FAST_COMPILE, '
+                    'CPU_OPT_PRESET_DEFAULT or CPU_OPT_PRESET_FAST_RUNTIME (the trainers use '
+                    'darts_jax.parallel.CPU_OPT_PRESET).')
 flags.DEFINE_string('pytorch_records', '', 'JSON lines printed by experiments/pytorch_reference.py '
                     'on this machine: --cases=speed compares with them instead of the notes.')
 flags.DEFINE_string('remat', 'auto', 'config.model.remat for the search cases (auto, true, false).')
@@ -124,7 +128,7 @@ def measure_step(step, state, batches) -> dict:
   state = parallel.replicate(state, mesh)
   batches = [parallel.shard_batch(b, mesh) for b in batches]
   t, cpu = time.time(), time.process_time()
-  options = parallel.compiler_options(FLAGS.cpu_opt_level)
+  options = parallel.compiler_options(FLAGS.cpu_opt_level, FLAGS.cpu_opt_preset)
   lowered = jax.jit(step, compiler_options=options).lower(state, *batches)
   lower_s = time.time() - t
   compiled = lowered.compile()
@@ -391,6 +395,7 @@ def main(argv):
                            f'--depthwise_impl={FLAGS.depthwise_impl}',
                            f'--cell_impl={FLAGS.cell_impl}',
                            f'--cpu_opt_level={FLAGS.cpu_opt_level}',
+                           f'--cpu_opt_preset={FLAGS.cpu_opt_preset}',
                            f'--remat={FLAGS.remat}', f'--compute_dtype={FLAGS.compute_dtype}'],
                           env=env, capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
