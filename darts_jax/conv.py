@@ -19,9 +19,6 @@ form. Two lowerings of the primitives:
   dynamically sliced input and XLA's loop over it is ~10x slower (3x3 forward
   9.5 ms, kernel gradient 6.6 ms; 5x5: 19.7 and 14.6 ms). The CPU default until
   2026-12-01; BUILD_NOTES.md has the whole-step numbers of both.
-Stride is a parameter of both primitives: 'slices' takes strided taps, so a
-stride-2 convolution and its kernel gradient visit only the output positions
-(a quarter of the full-resolution work the reduction cells' edges used to do).
 'masked' is a dense convolution with a channel-diagonal kernel (C times the
 arithmetic, one op on XLA's dense path).
 """
@@ -51,48 +48,32 @@ def resolve_impl(impl: str = "auto") -> str:
   return impl
 
 
-def _strided_out(size, stride):
-  return -(-size // stride)
+def _shifted(xp, i, j, dilation, h, w):
+  return xp[..., i * dilation:i * dilation + h, j * dilation:j * dilation + w, :]
 
 
-def _shifted(xp, i, j, dilation, h, w, stride=1):
-  """Tap (i, j) of the padded input at the output positions: [..., ceil(h/s), ceil(w/s), C]."""
-  return xp[..., i * dilation:i * dilation + stride * (_strided_out(h, stride) - 1) + 1:stride,
-            j * dilation:j * dilation + stride * (_strided_out(w, stride) - 1) + 1:stride, :]
-
-
-def _dilate(g, stride, h, w):
-  """g at the strided output positions of an h x w map, zeros elsewhere (the transpose of
-  taking every stride-th row and column)."""
-  if stride == 1:
-    return g
-  ho, wo = g.shape[-3:-1]
-  spatial = [(0, h - (stride * (ho - 1) + 1), stride - 1), (0, w - (stride * (wo - 1) + 1),
-                                                            stride - 1)]
-  return lax.pad(g, jnp.zeros((), g.dtype), [(0, 0, 0)] * (g.ndim - 3) + spatial + [(0, 0, 0)])
-
-
-def _slice_conv(x, kernels, dilation, stride):
-  """out[e] = sum_taps shift(x[e or 0]) * kernels[e, tap], 'same' padding, strided taps."""
+def _slice_conv(x, kernels, dilation):
+  """out[e] = sum_taps shift(x[e or 0]) * kernels[e, tap]; stride 1, 'same'."""
   k = kernels.shape[1]
+  pad = same_padding(k, dilation)
   h, w = x.shape[-3:-1]
-  xp = _pad_same(x, k, dilation)
+  xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)])
   kern = kernels[:, None, None, None].astype(x.dtype)  # [E, 1, 1, 1, k, k, C]
   out = 0.
   for i in range(k):
     for j in range(k):
-      out = out + _shifted(xp, i, j, dilation, h, w, stride) * kern[..., i, j, :]
+      out = out + _shifted(xp, i, j, dilation, h, w) * kern[..., i, j, :]
   return out
 
 
-def _slices_conv_impl(x, kernels, dilation, stride, out_lead):
-  y = _slice_conv(x, kernels, dilation, stride)
+def _slices_conv_impl(x, kernels, dilation, out_lead):
+  y = _slice_conv(x, kernels, dilation)
   if out_lead == 1 and y.shape[0] > 1:
     y = jnp.sum(y, axis=0, keepdims=True)
   return y
 
 
-def _slices_kgrad_impl(x, g, k, dilation, stride):
+def _slices_kgrad_impl(x, g, k, dilation):
   """[E, k, k, C]: per tap, sum over (B, H, W) of shift(x) * g, all k*k taps unrolled.
 
   One variadic reduce over the k*k products, so XLA emits a single pass that
@@ -103,8 +84,7 @@ def _slices_kgrad_impl(x, g, k, dilation, stride):
   """
   h, w = x.shape[-3:-1]
   xp = _pad_same(x, k, dilation)
-  products = tuple(_shifted(xp, i, j, dilation, h, w, stride) * g
-                   for i in range(k) for j in range(k))
+  products = tuple(_shifted(xp, i, j, dilation, h, w) * g for i in range(k) for j in range(k))
   zeros = tuple(jnp.zeros((), g.dtype) for _ in products)
   sums = lax.reduce(products, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)),
                     (2, 3))                                        # k*k x [E, B, C]
@@ -137,7 +117,7 @@ def _row_slice(xp, i, dilation, h):
   return lax.dynamic_slice(xp, start, xp.shape[:-3] + (h,) + xp.shape[-2:])
 
 
-def _loop_conv_impl(x, kernels, dilation, stride, out_lead):
+def _loop_conv_impl(x, kernels, dilation, out_lead):
   """sum over taps of shift(x) * kernels[:, tap]; x [1|E, B, H, W, C] -> [out_lead, B, H, W, C].
 
   out_lead == 1 with E kernels sums the E edge outputs (the input gradient of
@@ -161,14 +141,12 @@ def _loop_conv_impl(x, kernels, dilation, stride, out_lead):
       y = functools.reduce(lambda a, b: a + b, [y[n:n + 1] for n in range(e)])
     return acc + y
 
-  y = lax.fori_loop(0, k, body, jnp.zeros(out_shape, x.dtype))
-  return y[..., ::stride, ::stride, :]
+  return lax.fori_loop(0, k, body, jnp.zeros(out_shape, x.dtype))
 
 
-def _loop_kgrad_impl(x, g, k, dilation, stride):
+def _loop_kgrad_impl(x, g, k, dilation):
   """[E, k, k, C]: per tap, sum over (B, H, W) of shift(x) * g; x [1|E, ...], g [E, ...]."""
   h, w = x.shape[-3:-1]
-  g = _dilate(g, stride, h, w)
   xp = _pad_same(x, k, dilation)
 
   def body(carry, i):
@@ -185,22 +163,21 @@ def _flip(kernels):
   return kernels[:, ::-1, ::-1, :]
 
 
-def _conv_impl(x, kernels, dilation, stride, out_lead, unrolled):
+def _conv_impl(x, kernels, dilation, out_lead, unrolled):
   impl = _slices_conv_impl if unrolled else _loop_conv_impl
-  return impl(x, kernels, dilation, stride, out_lead)
+  return impl(x, kernels, dilation, out_lead)
 
 
-def _kgrad_impl(x, g, k, dilation, stride, unrolled):
-  return (_slices_kgrad_impl if unrolled else _loop_kgrad_impl)(x, g, k, dilation, stride)
+def _kgrad_impl(x, g, k, dilation, unrolled):
+  return (_slices_kgrad_impl if unrolled else _loop_kgrad_impl)(x, g, k, dilation)
 
 
-def _tap_conv(x, kernels, dilation, stride, out_lead, unrolled):
-  return _tap_conv_p.bind(x, kernels, dilation=dilation, stride=stride, out_lead=out_lead,
-                          unrolled=unrolled)
+def _tap_conv(x, kernels, dilation, out_lead, unrolled):
+  return _tap_conv_p.bind(x, kernels, dilation=dilation, out_lead=out_lead, unrolled=unrolled)
 
 
-def _tap_kgrad(x, g, k, dilation, stride, unrolled):
-  return _tap_kgrad_p.bind(x, g, k=k, dilation=dilation, stride=stride, unrolled=unrolled)
+def _tap_kgrad(x, g, k, dilation, unrolled):
+  return _tap_kgrad_p.bind(x, g, k=k, dilation=dilation, unrolled=unrolled)
 
 
 def _edge_cotangent(g, kernels_shape, out_lead):
@@ -211,47 +188,37 @@ def _edge_cotangent(g, kernels_shape, out_lead):
   return g
 
 
-# A strided convolution's input gradient runs at full resolution on the dilated
-# cotangent (zeros between the strided positions); its forward and kernel
-# gradient only visit the strided output positions.
-
-
-def _conv_transpose_x(ct, x, kernels, *, dilation, stride, out_lead, unrolled):
+def _conv_transpose_x(ct, x, kernels, *, dilation, out_lead, unrolled):
   ct = _edge_cotangent(ct, kernels.shape, out_lead)
-  ct = _dilate(ct, stride, *x.aval.shape[-3:-1])
-  dx = _tap_conv(ct, _flip(kernels), dilation, 1, x.aval.shape[0], unrolled)
+  dx = _tap_conv(ct, _flip(kernels), dilation, x.aval.shape[0], unrolled)
   return dx.astype(x.aval.dtype)
 
 
-def _conv_transpose_kernels(ct, x, kernels, *, dilation, stride, out_lead, unrolled):
+def _conv_transpose_kernels(ct, x, kernels, *, dilation, out_lead, unrolled):
   ct = _edge_cotangent(ct, kernels.aval.shape, out_lead)
-  dk = _tap_kgrad(x, ct, kernels.aval.shape[1], dilation, stride, unrolled)
+  dk = _tap_kgrad(x, ct, kernels.aval.shape[1], dilation, unrolled)
   return dk.astype(kernels.aval.dtype)
 
 
-def _kgrad_transpose_x(ct, x, g, *, k, dilation, stride, unrolled):
+def _kgrad_transpose_x(ct, x, g, *, k, dilation, unrolled):
   del k
-  g = _dilate(g, stride, *x.aval.shape[-3:-1])
-  dx = _tap_conv(g, _flip(ct.astype(g.dtype)), dilation, 1, x.aval.shape[0], unrolled)
+  dx = _tap_conv(g, _flip(ct.astype(g.dtype)), dilation, x.aval.shape[0], unrolled)
   return dx.astype(x.aval.dtype)
 
 
-def _kgrad_transpose_g(ct, x, g, *, k, dilation, stride, unrolled):
+def _kgrad_transpose_g(ct, x, g, *, k, dilation, unrolled):
   del k
-  dg = _tap_conv(x, ct.astype(x.dtype), dilation, stride, g.aval.shape[0], unrolled)
+  dg = _tap_conv(x, ct.astype(x.dtype), dilation, g.aval.shape[0], unrolled)
   return dg.astype(g.aval.dtype)
 
 
-def _conv_shape(x, kernels, *, dilation, stride, out_lead, unrolled):
+def _conv_shape(x, kernels, *, dilation, out_lead, unrolled):
   del dilation, unrolled
-  h, w = x.shape[-3:-1]
-  return jax.core.ShapedArray(
-      (out_lead,) + x.shape[1:-3] + (_strided_out(h, stride), _strided_out(w, stride))
-      + kernels.shape[-1:], x.dtype)
+  return jax.core.ShapedArray((out_lead,) + x.shape[1:-1] + kernels.shape[-1:], x.dtype)
 
 
-def _kgrad_shape(x, g, *, k, dilation, stride, unrolled):
-  del x, dilation, stride, unrolled
+def _kgrad_shape(x, g, *, k, dilation, unrolled):
+  del x, dilation, unrolled
   return jax.core.ShapedArray((g.shape[0], k, k, g.shape[-1]), g.dtype)
 
 
@@ -284,12 +251,10 @@ def _define_bilinear(name, impl, static_argnames, shape_rule, transpose_first,
 # applications, the transposes are the rules above. `unrolled` selects the
 # 'slices' form (all k*k taps unrolled) instead of the 'loop' form.
 _tap_conv_p = _define_bilinear(
-    'darts_depthwise_conv', _conv_impl, ('dilation', 'stride', 'out_lead', 'unrolled'),
-    _conv_shape,
+    'darts_depthwise_conv', _conv_impl, ('dilation', 'out_lead', 'unrolled'), _conv_shape,
     _conv_transpose_x, _conv_transpose_kernels)
 _tap_kgrad_p = _define_bilinear(
-    'darts_depthwise_kernel_grad', _kgrad_impl, ('k', 'dilation', 'stride', 'unrolled'),
-    _kgrad_shape,
+    'darts_depthwise_kernel_grad', _kgrad_impl, ('k', 'dilation', 'unrolled'), _kgrad_shape,
     _kgrad_transpose_x, _kgrad_transpose_g)
 
 
@@ -349,7 +314,10 @@ def depthwise_conv_edges(x, kernels, stride: int = 1, dilation: int = 1, impl: s
     return _depthwise_xla(x, kernels, stride, dilation)
   if impl == "masked":
     return _depthwise_masked(x, kernels, stride, dilation)
-  return _tap_conv(x, kernels, dilation, stride, kernels.shape[0], unrolled=impl == "slices")
+  y = _tap_conv(x, kernels, dilation, kernels.shape[0], unrolled=impl == "slices")
+  if stride > 1:
+    y = y[..., ::stride, ::stride, :]
+  return y
 
 
 def depthwise_conv(x, kernel, stride: int = 1, dilation: int = 1, impl: str = "auto"):
