@@ -172,8 +172,14 @@ class _ScannedEdge(nn.Module):
   @nn.compact
   def __call__(self, states, edge, inputs):
     src, dst, weights = edge
-    x = jax.lax.dynamic_index_in_dim(states if self.from_states else inputs, src,
-                                     keepdims=False)
+    if self.from_states:
+      x = jax.lax.dynamic_index_in_dim(states, src, keepdims=False)
+    else:
+      # A switch, not a dynamic index: the transpose of a dynamic index is a
+      # dynamic-update-slice into the inputs' cotangent, and XLA:CPU fuses the
+      # strided edge's whole input gradient into it, a loop it runs on one core
+      # ~5x slower (BUILD_NOTES.md, "The input gradient of the strided edges").
+      x = jax.lax.switch(src, [lambda j=j: inputs[j] for j in range(inputs.shape[0])])
     config = (tuple(self.primitives), self.channels, self.stride, self.depthwise_impl,
               self.partial_channels, self.skip_unused_ops)
     if self.is_initializing():
