@@ -150,6 +150,7 @@ def build_model(config, num_classes: int):
       depthwise_impl=config.model.depthwise_impl,
       cell_impl=supernet.resolve_cell_impl(config.model.get('cell_impl', 'auto')),
       remat=supernet.resolve_remat(config.model.get('remat', 'auto')),
+      strided_input_by_switch=config.arch.get('order') == 'second_exact',
       **network_options(config))
 
 

@@ -168,17 +168,15 @@ class _ScannedEdge(nn.Module):
   partial_channels: int = 1
   skip_unused_ops: bool = False
   remat: bool = False
+  input_by_switch: bool = False  # See SearchNetwork.strided_input_by_switch.
 
   @nn.compact
   def __call__(self, states, edge, inputs):
     src, dst, weights = edge
-    if self.from_states:
-      x = jax.lax.dynamic_index_in_dim(states, src, keepdims=False)
+    if self.from_states or not self.input_by_switch:
+      x = jax.lax.dynamic_index_in_dim(states if self.from_states else inputs, src,
+                                       keepdims=False)
     else:
-      # A switch, not a dynamic index: the transpose of a dynamic index is a
-      # dynamic-update-slice into the inputs' cotangent, and XLA:CPU fuses the
-      # strided edge's whole input gradient into it, a loop it runs on one core
-      # ~5x slower (BUILD_NOTES.md, "The input gradient of the strided edges").
       x = jax.lax.switch(src, [lambda j=j: inputs[j] for j in range(inputs.shape[0])])
     config = (tuple(self.primitives), self.channels, self.stride, self.depthwise_impl,
               self.partial_channels, self.skip_unused_ops)
@@ -239,7 +237,8 @@ def _scan_edges(cell, name, rows, states, inputs, weights, stride, train, src_of
                  split_rngs={'params': True}, in_axes=(0, nn.broadcast), length=len(rows))
   body = scan(cell.primitives, cell.channels, stride, inputs is None, train,
               cell.depthwise_impl, partial_channels=cell.partial_channels,
-              skip_unused_ops=cell.skip_unused_ops, remat=cell.remat, name=name)
+              skip_unused_ops=cell.skip_unused_ops, remat=cell.remat,
+              input_by_switch=cell.strided_input_by_switch, name=name)
   states, _ = body(states, (jnp.asarray(src), jnp.asarray(dst),
                             weights[jnp.asarray(np.array(rows))]), inputs)
   return states
@@ -258,6 +257,7 @@ class SearchCell(nn.Module):
   skip_unused_ops: bool = False
   cell_impl: str = 'grouped'  # Or 'scan'; see the module docstring.
   remat: bool = False  # Recompute in the backward pass: each edge ('scan'), see SearchNetwork.
+  strided_input_by_switch: bool = False  # See SearchNetwork.
 
   @nn.compact
   def __call__(self, s0, s1, weights, train: bool):
@@ -320,6 +320,15 @@ class SearchNetwork(nn.Module):
   cell_impl: str = 'grouped'  # See SearchCell.
   remat: bool = False  # Recompute activations in the backward pass: per edge for 'scan'
                        # cells, per cell for 'grouped' ones.
+  # 'scan' reduction cells: the strided edges read their input by `lax.switch`
+  # instead of a dynamic index. The transpose of a dynamic index is a
+  # dynamic-update-slice into the inputs' cotangent, and in the exact step's
+  # forward-over-reverse product XLA:CPU fuses the edge's whole input gradient
+  # into it, a loop it runs on one core ~5x slower; a conditional is a fusion
+  # boundary. It costs the other passes a few % (an extra copy and cotangent), so
+  # only the exact second-order search turns it on (BUILD_NOTES.md, "The input
+  # gradient of the strided edges: a one-core loop").
+  strided_input_by_switch: bool = False
 
   @nn.compact
   def __call__(self, x, edge_weights, train: bool):
@@ -342,7 +351,9 @@ class SearchNetwork(nn.Module):
                         self.multiplier, self.depthwise_impl,
                         partial_channels=self.partial_channels,
                         skip_unused_ops=self.skip_unused_ops, cell_impl=self.cell_impl,
-                        remat=self.remat, name=f'cell_{i}')
+                        remat=self.remat,
+                        strided_input_by_switch=self.strided_input_by_switch,
+                        name=f'cell_{i}')
       s0, s1 = s1, cell(s0, s1, edge_weights['reduce' if reduction else 'normal'], train)
       reduction_prev = reduction
     y = jnp.mean(s1, axis=(1, 2))

@@ -170,6 +170,42 @@ def test_scanned_cells_equal_grouped_cells(remat):
   jax.tree.map(close, g_w, s_w)
 
 
+
+def test_strided_input_by_switch_is_the_same_maths():
+  """Reduction cells reading their inputs by lax.switch give the same loss, alpha
+  gradient and forward-over-reverse product (the exact hypergradient's) as by index."""
+  prims = ('none', 'max_pool_3x3', 'skip_connect', 'dil_conv_3x3')
+  steps = 2
+  num_edges = len(genotypes.edge_list(steps))
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  w = {k: jax.nn.softmax(jax.random.normal(jax.random.key(i), (num_edges, 4)), -1)
+       for i, k in enumerate(('normal', 'reduce'))}
+  make = lambda switch: supernet.SearchNetwork(
+      prims, num_classes=5, init_channels=4, layers=2, steps=steps, multiplier=steps,
+      cell_impl='scan', remat=True, strided_input_by_switch=switch)
+  variables = jax.jit(functools.partial(make(False).init, train=True))(jax.random.key(1), x, w)
+  params, stats = variables['params'], variables['batch_stats']
+  direction = jax.tree.map(lambda p: jnp.cos(jnp.arange(p.size, dtype=p.dtype)).reshape(p.shape),
+                           params)
+
+  def loss(net, p, weights):
+    logits, _ = net.apply({'params': p, 'batch_stats': stats}, x, weights, train=True,
+                          mutable=['batch_stats'])
+    return jnp.sum(jnp.sin(logits))
+
+  def results(net):
+    alpha_grad = lambda p: jax.grad(functools.partial(loss, net, p))(w)
+    product = jax.jvp(alpha_grad, (params,), (direction,))[1]
+    return loss(net, params, w), alpha_grad(params), product
+
+  assert 'cond' in str(jax.make_jaxpr(functools.partial(loss, make(True)))(params, w))
+  assert 'cond' not in str(jax.make_jaxpr(functools.partial(loss, make(False)))(params, w))
+  by_index = jax.jit(lambda: results(make(False)))()
+  by_switch = jax.jit(lambda: results(make(True)))()
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  jax.tree.map(close, by_index, by_switch)
+
+
 def _edge_programs(jaxpr, found):
   """Appends the jaxpr of every jitted edge call (`_edge_program`) nested in `jaxpr`.
 
