@@ -132,15 +132,21 @@ def _grouped_to_scanned(grouped: dict, steps: int, reduction: bool) -> dict:
   return out
 
 
+def _images_and_edge_weights(steps, num_ops):
+  """A batch of two 8x8 RGB images and softmaxed edge weights for a `steps`-node cell."""
+  num_edges = len(genotypes.edge_list(steps))
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  weights = {k: jax.nn.softmax(jax.random.normal(jax.random.key(i), (num_edges, num_ops)), -1)
+             for i, k in enumerate(('normal', 'reduce'))}
+  return x, weights
+
+
 @pytest.mark.parametrize('remat', [False, True])
 def test_scanned_cells_equal_grouped_cells(remat):
   """cell_impl='scan' (one edge per scan step) == 'grouped', with or without remat."""
   prims = ('none', 'avg_pool_3x3', 'skip_connect', 'dil_conv_3x3')
   steps = 2
-  num_edges = len(genotypes.edge_list(steps))
-  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-  weights = {k: jax.nn.softmax(jax.random.normal(jax.random.key(i), (num_edges, 4)), -1)
-             for i, k in enumerate(('normal', 'reduce'))}
+  x, weights = _images_and_edge_weights(steps, len(prims))
   make = lambda impl: supernet.SearchNetwork(prims, num_classes=5, init_channels=4, layers=2,
                                              steps=steps, multiplier=steps, cell_impl=impl,
                                              remat=remat)
@@ -176,10 +182,7 @@ def test_strided_input_by_switch_is_the_same_maths():
   gradient and forward-over-reverse product (the exact hypergradient's) as by index."""
   prims = ('none', 'max_pool_3x3', 'skip_connect', 'dil_conv_3x3')
   steps = 2
-  num_edges = len(genotypes.edge_list(steps))
-  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-  w = {k: jax.nn.softmax(jax.random.normal(jax.random.key(i), (num_edges, 4)), -1)
-       for i, k in enumerate(('normal', 'reduce'))}
+  x, w = _images_and_edge_weights(steps, len(prims))
   make = lambda switch: supernet.SearchNetwork(
       prims, num_classes=5, init_channels=4, layers=2, steps=steps, multiplier=steps,
       cell_impl='scan', remat=True, strided_input_by_switch=switch)
