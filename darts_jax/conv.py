@@ -48,32 +48,32 @@ def resolve_impl(impl: str = "auto") -> str:
   return impl
 
 
-def _shifted(xp, i, j, dilation, h, w):
-  return xp[..., i * dilation:i * dilation + h, j * dilation:j * dilation + w, :]
+def _shifted(xp, i, j, dilation, h, w, offset):
+  r, c = offset + i * dilation, offset + j * dilation
+  return xp[..., r:r + h, c:c + w, :]
 
 
-def _slice_conv(x, kernels, dilation):
+def _slice_conv(x, kernels, dilation, pad):
   """out[e] = sum_taps shift(x[e or 0]) * kernels[e, tap]; stride 1, 'same'."""
   k = kernels.shape[1]
-  pad = same_padding(k, dilation)
   h, w = x.shape[-3:-1]
-  xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)])
+  xp, offset = _pad_input(x, k, dilation, pad)
   kern = kernels[:, None, None, None].astype(x.dtype)  # [E, 1, 1, 1, k, k, C]
   out = 0.
   for i in range(k):
     for j in range(k):
-      out = out + _shifted(xp, i, j, dilation, h, w) * kern[..., i, j, :]
+      out = out + _shifted(xp, i, j, dilation, h, w, offset) * kern[..., i, j, :]
   return out
 
 
-def _slices_conv_impl(x, kernels, dilation, out_lead):
-  y = _slice_conv(x, kernels, dilation)
+def _slices_conv_impl(x, kernels, dilation, pad, out_lead):
+  y = _slice_conv(x, kernels, dilation, pad)
   if out_lead == 1 and y.shape[0] > 1:
     y = jnp.sum(y, axis=0, keepdims=True)
   return y
 
 
-def _slices_kgrad_impl(x, g, k, dilation):
+def _slices_kgrad_impl(x, g, k, dilation, pad):
   """[E, k, k, C]: per tap, sum over (B, H, W) of shift(x) * g, all k*k taps unrolled.
 
   One variadic reduce over the k*k products, so XLA emits a single pass that
@@ -83,8 +83,9 @@ def _slices_kgrad_impl(x, g, k, dilation):
   cache (reducing over B too walks the whole batch once per channel).
   """
   h, w = x.shape[-3:-1]
-  xp = _pad_same(x, k, dilation)
-  products = tuple(_shifted(xp, i, j, dilation, h, w) * g for i in range(k) for j in range(k))
+  xp, offset = _pad_input(x, k, dilation, pad)
+  products = tuple(_shifted(xp, i, j, dilation, h, w, offset) * g
+                   for i in range(k) for j in range(k))
   zeros = tuple(jnp.zeros((), g.dtype) for _ in products)
   sums = lax.reduce(products, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)),
                     (2, 3))                                        # k*k x [E, B, C]
@@ -105,19 +106,29 @@ def _slices_kgrad_impl(x, g, k, dilation):
 # forward-over-reverse) stay in the chosen lowering.
 
 
-def _pad_same(x, k, dilation):
-  pad = same_padding(k, dilation)
-  return jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)])
+def _pad_input(x, k, dilation, pad):
+  """x zero-padded by `pad` (None: the 'same' padding) and the offset of tap 0 in it.
+
+  A padding larger than 'same' lets convolutions of different kernel sizes that
+  read one tensor pad it identically, so XLA computes that padded copy once.
+  """
+  same = same_padding(k, dilation)
+  pad = same if pad is None else pad
+  if pad < same:
+    raise ValueError(f'padding {pad} is less than the {same} of a {k}x{k} kernel '
+                     f'with dilation {dilation}')
+  xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)])
+  return xp, pad - same
 
 
-def _row_slice(xp, i, dilation, h):
-  """Rows i*dilation .. +h of the padded input (all columns): [..., h, W + 2 pad, C]."""
+def _row_slice(xp, i, dilation, h, offset):
+  """Rows offset + i*dilation .. +h of the padded input (all columns)."""
   zero = jnp.zeros_like(i)
-  start = (zero,) * (xp.ndim - 3) + (i * dilation, zero, zero)
+  start = (zero,) * (xp.ndim - 3) + (offset + i * dilation, zero, zero)
   return lax.dynamic_slice(xp, start, xp.shape[:-3] + (h,) + xp.shape[-2:])
 
 
-def _loop_conv_impl(x, kernels, dilation, out_lead):
+def _loop_conv_impl(x, kernels, dilation, pad, out_lead):
   """sum over taps of shift(x) * kernels[:, tap]; x [1|E, B, H, W, C] -> [out_lead, B, H, W, C].
 
   out_lead == 1 with E kernels sums the E edge outputs (the input gradient of
@@ -127,16 +138,17 @@ def _loop_conv_impl(x, kernels, dilation, out_lead):
   """
   e, k, _, c = kernels.shape
   h, w = x.shape[-3:-1]
-  xp = _pad_same(x, k, dilation)
+  xp, offset = _pad_input(x, k, dilation, pad)
   kern = kernels.astype(x.dtype)
   out_shape = (out_lead,) + x.shape[1:-1] + (c,)
 
   def body(i, acc):
-    rows = _row_slice(xp, i, dilation, h)                          # [1|E, B, h, W+2p, C]
+    rows = _row_slice(xp, i, dilation, h, offset)                  # [1|E, B, h, W+2p, C]
     kr = lax.dynamic_index_in_dim(kern, i, axis=1, keepdims=False)  # [E, k, C]
     y = 0.
     for j in range(k):
-      y = y + rows[..., j * dilation:j * dilation + w, :] * kr[:, None, None, None, j, :]
+      c0 = offset + j * dilation
+      y = y + rows[..., c0:c0 + w, :] * kr[:, None, None, None, j, :]
     if out_lead == 1 and e > 1:  # Sum the edges with adds (an XLA reduce here is slow).
       y = functools.reduce(lambda a, b: a + b, [y[n:n + 1] for n in range(e)])
     return acc + y
@@ -144,15 +156,15 @@ def _loop_conv_impl(x, kernels, dilation, out_lead):
   return lax.fori_loop(0, k, body, jnp.zeros(out_shape, x.dtype))
 
 
-def _loop_kgrad_impl(x, g, k, dilation):
+def _loop_kgrad_impl(x, g, k, dilation, pad):
   """[E, k, k, C]: per tap, sum over (B, H, W) of shift(x) * g; x [1|E, ...], g [E, ...]."""
   h, w = x.shape[-3:-1]
-  xp = _pad_same(x, k, dilation)
+  xp, offset = _pad_input(x, k, dilation, pad)
 
   def body(carry, i):
-    rows = _row_slice(xp, i, dilation, h)
-    taps = [jnp.sum(rows[..., j * dilation:j * dilation + w, :] * g, axis=(1, 2, 3))
-            for j in range(k)]                                     # k x [E, C]
+    rows = _row_slice(xp, i, dilation, h, offset)
+    cols = [offset + j * dilation for j in range(k)]
+    taps = [jnp.sum(rows[..., c0:c0 + w, :] * g, axis=(1, 2, 3)) for c0 in cols]                                     # k x [E, C]
     return carry, jnp.stack(taps, axis=1)                          # [E, k, C]
 
   _, out = lax.scan(body, None, jnp.arange(k, dtype=jnp.int32))    # [k, E, k, C]
@@ -163,21 +175,22 @@ def _flip(kernels):
   return kernels[:, ::-1, ::-1, :]
 
 
-def _conv_impl(x, kernels, dilation, out_lead, unrolled):
+def _conv_impl(x, kernels, dilation, pad, out_lead, unrolled):
   impl = _slices_conv_impl if unrolled else _loop_conv_impl
-  return impl(x, kernels, dilation, out_lead)
+  return impl(x, kernels, dilation, pad, out_lead)
 
 
-def _kgrad_impl(x, g, k, dilation, unrolled):
-  return (_slices_kgrad_impl if unrolled else _loop_kgrad_impl)(x, g, k, dilation)
+def _kgrad_impl(x, g, k, dilation, pad, unrolled):
+  return (_slices_kgrad_impl if unrolled else _loop_kgrad_impl)(x, g, k, dilation, pad)
 
 
-def _tap_conv(x, kernels, dilation, out_lead, unrolled):
-  return _tap_conv_p.bind(x, kernels, dilation=dilation, out_lead=out_lead, unrolled=unrolled)
+def _tap_conv(x, kernels, dilation, out_lead, unrolled, pad=None):
+  return _tap_conv_p.bind(x, kernels, dilation=dilation, pad=pad, out_lead=out_lead,
+                          unrolled=unrolled)
 
 
-def _tap_kgrad(x, g, k, dilation, unrolled):
-  return _tap_kgrad_p.bind(x, g, k=k, dilation=dilation, unrolled=unrolled)
+def _tap_kgrad(x, g, k, dilation, unrolled, pad=None):
+  return _tap_kgrad_p.bind(x, g, k=k, dilation=dilation, pad=pad, unrolled=unrolled)
 
 
 def _edge_cotangent(g, kernels_shape, out_lead):
@@ -188,37 +201,38 @@ def _edge_cotangent(g, kernels_shape, out_lead):
   return g
 
 
-def _conv_transpose_x(ct, x, kernels, *, dilation, out_lead, unrolled):
+def _conv_transpose_x(ct, x, kernels, *, dilation, pad, out_lead, unrolled):
+  del pad
   ct = _edge_cotangent(ct, kernels.shape, out_lead)
   dx = _tap_conv(ct, _flip(kernels), dilation, x.aval.shape[0], unrolled)
   return dx.astype(x.aval.dtype)
 
 
-def _conv_transpose_kernels(ct, x, kernels, *, dilation, out_lead, unrolled):
+def _conv_transpose_kernels(ct, x, kernels, *, dilation, pad, out_lead, unrolled):
   ct = _edge_cotangent(ct, kernels.aval.shape, out_lead)
-  dk = _tap_kgrad(x, ct, kernels.aval.shape[1], dilation, unrolled)
+  dk = _tap_kgrad(x, ct, kernels.aval.shape[1], dilation, unrolled, pad)
   return dk.astype(kernels.aval.dtype)
 
 
-def _kgrad_transpose_x(ct, x, g, *, k, dilation, unrolled):
-  del k
+def _kgrad_transpose_x(ct, x, g, *, k, dilation, pad, unrolled):
+  del k, pad
   dx = _tap_conv(g, _flip(ct.astype(g.dtype)), dilation, x.aval.shape[0], unrolled)
   return dx.astype(x.aval.dtype)
 
 
-def _kgrad_transpose_g(ct, x, g, *, k, dilation, unrolled):
+def _kgrad_transpose_g(ct, x, g, *, k, dilation, pad, unrolled):
   del k
-  dg = _tap_conv(x, ct.astype(x.dtype), dilation, g.aval.shape[0], unrolled)
+  dg = _tap_conv(x, ct.astype(x.dtype), dilation, g.aval.shape[0], unrolled, pad)
   return dg.astype(g.aval.dtype)
 
 
-def _conv_shape(x, kernels, *, dilation, out_lead, unrolled):
-  del dilation, unrolled
+def _conv_shape(x, kernels, *, dilation, pad, out_lead, unrolled):
+  del dilation, pad, unrolled
   return jax.core.ShapedArray((out_lead,) + x.shape[1:-1] + kernels.shape[-1:], x.dtype)
 
 
-def _kgrad_shape(x, g, *, k, dilation, unrolled):
-  del x, dilation, unrolled
+def _kgrad_shape(x, g, *, k, dilation, pad, unrolled):
+  del x, dilation, pad, unrolled
   return jax.core.ShapedArray((g.shape[0], k, k, g.shape[-1]), g.dtype)
 
 
@@ -251,11 +265,11 @@ def _define_bilinear(name, impl, static_argnames, shape_rule, transpose_first,
 # applications, the transposes are the rules above. `unrolled` selects the
 # 'slices' form (all k*k taps unrolled) instead of the 'loop' form.
 _tap_conv_p = _define_bilinear(
-    'darts_depthwise_conv', _conv_impl, ('dilation', 'out_lead', 'unrolled'), _conv_shape,
-    _conv_transpose_x, _conv_transpose_kernels)
+    'darts_depthwise_conv', _conv_impl, ('dilation', 'pad', 'out_lead', 'unrolled'),
+    _conv_shape, _conv_transpose_x, _conv_transpose_kernels)
 _tap_kgrad_p = _define_bilinear(
-    'darts_depthwise_kernel_grad', _kgrad_impl, ('k', 'dilation', 'unrolled'), _kgrad_shape,
-    _kgrad_transpose_x, _kgrad_transpose_g)
+    'darts_depthwise_kernel_grad', _kgrad_impl, ('k', 'dilation', 'pad', 'unrolled'),
+    _kgrad_shape, _kgrad_transpose_x, _kgrad_transpose_g)
 
 
 def _depthwise_xla(x, kernels, stride, dilation):
@@ -296,7 +310,8 @@ def _depthwise_masked(x, kernels, stride, dilation):
   return jnp.stack([conv(x[i], dense[i]) for i in range(e)])
 
 
-def depthwise_conv_edges(x, kernels, stride: int = 1, dilation: int = 1, impl: str = "auto"):
+def depthwise_conv_edges(x, kernels, stride: int = 1, dilation: int = 1, impl: str = "auto",
+                         input_pad: int | None = None):
   """Depthwise convolutions of E edges at once, 'same' padding.
 
   Args:
@@ -306,6 +321,9 @@ def depthwise_conv_edges(x, kernels, stride: int = 1, dilation: int = 1, impl: s
     impl: 'auto' (by platform), 'xla' (grouped convolution), 'masked' (dense
       convolution with a channel-diagonal kernel), 'slices' (unrolled sum of
       shifted slices) or 'loop' (the same sum as a loop over the taps).
+    input_pad: 'slices' and 'loop' only: pad x by this much (at least the
+      'same' padding) instead of the 'same' padding, so that several
+      convolutions of one input can share one padded copy (same result).
   Returns:
     [E, B, H // stride, W // stride, C].
   """
@@ -314,7 +332,7 @@ def depthwise_conv_edges(x, kernels, stride: int = 1, dilation: int = 1, impl: s
     return _depthwise_xla(x, kernels, stride, dilation)
   if impl == "masked":
     return _depthwise_masked(x, kernels, stride, dilation)
-  y = _tap_conv(x, kernels, dilation, kernels.shape[0], unrolled=impl == "slices")
+  y = _tap_conv(x, kernels, dilation, kernels.shape[0], impl == "slices", input_pad)
   if stride > 1:
     y = y[..., ::stride, ::stride, :]
   return y

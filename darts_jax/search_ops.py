@@ -82,14 +82,25 @@ def pointwise(x, kernels):
                     kernels.astype(x.dtype))
 
 
+# The largest 'same' padding of the built-in conv ops (dil_conv_5x5: 2 * (5 - 1) / 2).
+# The first depthwise convolution of each conv op pads the edge's ReLU'd input by at least
+# this much, so the ops of an edge pad their shared input identically and XLA pads it
+# once, not once per kernel size (BUILD_NOTES.md, "One padded copy per edge input").
+EDGE_INPUT_PAD = 4
+
+
 class EdgeDepthwiseSeparable(nn.Module):
-  """ReLU, depthwise kxk (stride, dilation), pointwise 1x1, BN; for E edges."""
+  """ReLU, depthwise kxk (stride, dilation), pointwise 1x1, BN; for E edges.
+
+  `reads_edge_input`: this block reads the edge's input (see EDGE_INPUT_PAD).
+  """
   channels_out: int
   kernel_size: int
   stride: int
   dilation: int
   num_edges: int
   depthwise_impl: str = 'auto'
+  reads_edge_input: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -99,7 +110,11 @@ class EdgeDepthwiseSeparable(nn.Module):
     k = self.kernel_size
     dw = self.param('depthwise', _kaiming((1, 2)), (self.num_edges, k, k, c_in))
     pw = self.param('pointwise', _kaiming(1), (self.num_edges, c_in, self.channels_out))
-    y = conv.depthwise_conv_edges(nn.relu(x), dw, self.stride, self.dilation, self.depthwise_impl)
+    pad = None
+    if self.reads_edge_input:
+      pad = max(EDGE_INPUT_PAD, conv.same_padding(k, self.dilation))
+    y = conv.depthwise_conv_edges(nn.relu(x), dw, self.stride, self.dilation,
+                                  self.depthwise_impl, input_pad=pad)
     return BatchNorm()(pointwise(y, pw), train)
 
 
@@ -113,9 +128,10 @@ class SepConv(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    block = lambda stride: EdgeDepthwiseSeparable(
-        self.channels, self.kernel_size, stride, 1, self.num_edges, self.depthwise_impl)
-    return block(1)(block(self.stride)(x, train), train)
+    block = lambda stride, first: EdgeDepthwiseSeparable(
+        self.channels, self.kernel_size, stride, 1, self.num_edges, self.depthwise_impl,
+        reads_edge_input=first)
+    return block(1, False)(block(self.stride, True)(x, train), train)
 
 
 class Pool(nn.Module):
@@ -175,7 +191,8 @@ def _sep(kernel_size):
 
 
 def _dil(kernel_size):
-  return lambda c, stride, e, impl: EdgeDepthwiseSeparable(c, kernel_size, stride, 2, e, impl)
+  return lambda c, stride, e, impl: EdgeDepthwiseSeparable(c, kernel_size, stride, 2, e, impl,
+                                                           reads_edge_input=True)
 
 
 SEARCH_OPS: dict[str, SearchOpFactory] = {

@@ -97,6 +97,26 @@ def test_under_vmap_matches_per_example_calls(impl):
                              rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('impl', ['slices', 'loop'])
+@pytest.mark.parametrize('k,dilation,stride', [(3, 1, 1), (5, 1, 2), (3, 2, 1)])
+def test_larger_input_pad_is_the_same_convolution(k, dilation, stride, impl):
+  """An input padded beyond 'same' (shared by several kernel sizes) changes no value."""
+  x, w = _inputs(True, k)
+
+  def value_and_grads(input_pad):
+    fn = lambda x, w: jnp.sum(jnp.sin(conv.depthwise_conv_edges(x, w, stride, dilation, impl,
+                                                                 input_pad=input_pad)))
+    return jax.value_and_grad(fn, (0, 1))(x, w)
+
+  with jax.enable_x64(True):
+    x, w = x.astype(jnp.float64), w.astype(jnp.float64)
+    same, padded = value_and_grads(None), value_and_grads(4)
+    for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(padded)):
+      np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match='less than'):
+      value_and_grads(conv.same_padding(k, dilation) - 1)
+
+
 def _check_second_order(x, w, stride, dilation, impl):
 
   def outer(fn):

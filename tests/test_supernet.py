@@ -4,6 +4,7 @@ import functools
 
 import flax.linen as nn
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -54,6 +55,30 @@ def test_batched_edges_equal_separate_edges(stride):
     v_e = jax.tree.map(lambda a, e=e: a[e:e + 1], variables)
     out_e, _ = single.apply(v_e, x, weights[e:e + 1], train=True, mutable=['batch_stats'])
     np.testing.assert_allclose(out_e[0], out[e], rtol=1e-5, atol=1e-5)
+
+
+def test_conv_ops_of_an_edge_pad_its_input_alike():
+  """The first depthwise convolution of every conv op pads the edge input by one amount
+  (so XLA pads it once); the sep convs' second convolutions keep their own padding."""
+  prims = ('sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5')
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4))
+  weights = jnp.full((1, len(prims)), 0.25)
+  edge = supernet.MixedEdges(prims, 4, 1, 1, 'slices')
+  variables = edge.init(jax.random.key(3), x, weights, train=False)
+  jaxpr = jax.make_jaxpr(lambda x: edge.apply(variables, x, weights, train=False))(x)
+
+  def conv_pads(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == 'darts_depthwise_conv':
+        yield eqn.params['pad']
+      for param in eqn.params.values():
+        if isinstance(param, jax.extend.core.ClosedJaxpr):
+          yield from conv_pads(param.jaxpr)
+        elif isinstance(param, jax.extend.core.Jaxpr):
+          yield from conv_pads(param)
+
+  pads = list(conv_pads(jaxpr.jaxpr))
+  assert sorted(pads, key=str) == [search_ops.EDGE_INPUT_PAD] * 4 + [None] * 2
 
 
 def test_search_network_subset_of_ops_runs():
