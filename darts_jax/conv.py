@@ -164,7 +164,7 @@ def _loop_kgrad_impl(x, g, k, dilation, pad):
   def body(carry, i):
     rows = _row_slice(xp, i, dilation, h, offset)
     cols = [offset + j * dilation for j in range(k)]
-    taps = [jnp.sum(rows[..., c0:c0 + w, :] * g, axis=(1, 2, 3)) for c0 in cols]                                     # k x [E, C]
+    taps = [jnp.sum(rows[..., c0:c0 + w, :] * g, axis=(1, 2, 3)) for c0 in cols]  # k x [E, C]
     return carry, jnp.stack(taps, axis=1)                          # [E, k, C]
 
   _, out = lax.scan(body, None, jnp.arange(k, dtype=jnp.int32))    # [k, E, k, C]

@@ -85,7 +85,8 @@ def pointwise(x, kernels):
 # The largest 'same' padding of the built-in conv ops (dil_conv_5x5: 2 * (5 - 1) / 2).
 # The first depthwise convolution of each conv op pads the edge's ReLU'd input by at least
 # this much, so the ops of an edge pad their shared input identically and XLA pads it
-# once, not once per kernel size (BUILD_NOTES.md, "One padded copy per edge input").
+# once, not once per kernel size (BUILD_NOTES.md, "A faster machine; one
+# padded copy per edge input").
 EDGE_INPUT_PAD = 4
 
 
