@@ -15,6 +15,10 @@ w' = w - xi * (momentum * m + grad_w L_train(w, a) + wd * w) the virtual
       autodiff);
     * 'finite_difference' is the paper's central difference with
       R = 0.01 / ||v||: (grad_a L_train(w + R v) - grad_a L_train(w - R v)) / (2 R).
+
+grad_w L_train(w, a) in w' is either computed here or passed in as
+`train_grads` by a trainer that also steps the weights with it
+(config.arch.share_train_grad; one train pass fewer per second-order step).
 """
 
 from typing import Any, Callable
@@ -48,9 +52,14 @@ def global_norm(tree) -> jax.Array:
 
 
 def virtual_step(loss_fn: LossFn, params, alphas, train_batch, xi, momentum_buffer,
-                 momentum: float, weight_decay: float):
-  """w' = w - xi * (momentum * m + grad_w L_train(w, a) + wd * w), differentiable in a."""
-  grads = jax.grad(lambda p: loss_fn(p, alphas, train_batch)[0])(params)
+                 momentum: float, weight_decay: float, train_grads=None):
+  """w' = w - xi * (momentum * m + grad_w L_train(w, a) + wd * w).
+
+  Differentiable in a unless the precomputed `train_grads` (grad_w L_train) are given.
+  """
+  grads = train_grads
+  if grads is None:
+    grads = jax.grad(lambda p: loss_fn(p, alphas, train_batch)[0])(params)
   if momentum_buffer is None:
     momentum_buffer = jax.tree.map(jnp.zeros_like, params)
   return jax.tree.map(
@@ -65,16 +74,19 @@ def first_order_grad(loss_fn: LossFn, params, alphas, val_batch):
 
 
 def _val_grads_after_virtual_step(loss_fn: LossFn, params, alphas, train_batch, val_batch,
-                                  xi, momentum_buffer, momentum: float, weight_decay: float):
+                                  xi, momentum_buffer, momentum: float, weight_decay: float,
+                                  train_grads):
   """((L_val, aux), (grad_w' L_val, grad_a L_val)) at the virtual step w' (held constant)."""
   w_prime = jax.lax.stop_gradient(virtual_step(
-      loss_fn, params, alphas, train_batch, xi, momentum_buffer, momentum, weight_decay))
+      loss_fn, params, alphas, train_batch, xi, momentum_buffer, momentum, weight_decay,
+      train_grads))
   return jax.value_and_grad(
       lambda w, a: loss_fn(w, a, val_batch), argnums=(0, 1), has_aux=True)(w_prime, alphas)
 
 
 def second_order_exact_grad(loss_fn: LossFn, params, alphas, train_batch, val_batch, xi,
-                            momentum_buffer, momentum: float, weight_decay: float):
+                            momentum_buffer, momentum: float, weight_decay: float,
+                            train_grads=None):
   """Total derivative of L_val(w'(a), a), through the virtual step.
 
   Only grad_w L_train in w' depends on a, so the implicit term is the mixed
@@ -86,7 +98,7 @@ def second_order_exact_grad(loss_fn: LossFn, params, alphas, train_batch, val_ba
   """
   (loss, aux), (grad_w, grad_a) = _val_grads_after_virtual_step(
       loss_fn, params, alphas, train_batch, val_batch, xi, momentum_buffer, momentum,
-      weight_decay)
+      weight_decay, train_grads)
   train_alpha_grad = lambda w: jax.grad(lambda a: loss_fn(w, a, train_batch)[0])(alphas)
   _, implicit = jax.jvp(train_alpha_grad, (params,), (grad_w,))
   grads = jax.tree.map(lambda g, h: g - xi * h, grad_a, implicit)
@@ -95,11 +107,11 @@ def second_order_exact_grad(loss_fn: LossFn, params, alphas, train_batch, val_ba
 
 def second_order_fd_grad(loss_fn: LossFn, params, alphas, train_batch, val_batch, xi,
                          momentum_buffer, momentum: float, weight_decay: float,
-                         epsilon: float = FD_EPSILON):
+                         train_grads=None, epsilon: float = FD_EPSILON):
   """The paper's finite-difference approximation of the second-order gradient."""
   (loss, aux), (grad_w, grad_a) = _val_grads_after_virtual_step(
       loss_fn, params, alphas, train_batch, val_batch, xi, momentum_buffer, momentum,
-      weight_decay)
+      weight_decay, train_grads)
   r = epsilon / (global_norm(grad_w) + 1e-12)
   train_alpha_grad = jax.grad(lambda a, w: loss_fn(w, a, train_batch)[0])
   plus = train_alpha_grad(alphas, _tree_axpy(r, grad_w, params))
@@ -111,10 +123,13 @@ def second_order_fd_grad(loss_fn: LossFn, params, alphas, train_batch, val_batch
 
 
 def alpha_grad(order: str, loss_fn: LossFn, params, alphas, train_batch, val_batch, xi,
-               momentum_buffer, momentum: float, weight_decay: float):
-  """Dispatches on `order` in ORDERS; returns (grads, val_loss, aux)."""
+               momentum_buffer, momentum: float, weight_decay: float, train_grads=None):
+  """Dispatches on `order` in ORDERS; returns (grads, val_loss, aux).
+
+  `train_grads` (grad_w L_train(w, a), second order only) skips recomputing them.
+  """
   if order == 'first':
     return first_order_grad(loss_fn, params, alphas, val_batch)
   fn = {'second_exact': second_order_exact_grad, 'second_fd': second_order_fd_grad}[order]
   return fn(loss_fn, params, alphas, train_batch, val_batch, xi, momentum_buffer, momentum,
-            weight_decay)
+            weight_decay, train_grads)

@@ -29,7 +29,10 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   config.train = dict(batch_size=64, epochs=50, lr=0.025, lr_min=0.001, momentum=0.9,
                       weight_decay=3e-4, grad_clip=5.0, crop_padding=4)
   config.arch = dict(order=SEARCH_ORDERS[order], lr=3e-4, beta1=0.5, beta2=0.999,
-                     weight_decay=1e-3)
+                     weight_decay=1e-3,
+                     # Second order: True steps the weights with the virtual step's train
+                     # gradient (at the pre-update alphas), one pass fewer; DARTS: False.
+                     share_train_grad=False)
   config.eval_batch_size = 256
   config.max_steps_per_epoch = -1  # > 0 caps the steps of every epoch (smoke runs).
   # Checkpoints: every N steps (0: epoch ends only) and at every epoch end; last K kept.

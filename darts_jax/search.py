@@ -148,10 +148,38 @@ def make_loss_fn(model, batch_stats, dtype=jnp.float32, weights_fn=edge_weights)
   return loss_fn
 
 
+def shares_train_grad(config) -> bool:
+  """config.arch.share_train_grad: one train gradient for the virtual and the weight step.
+
+  DARTS steps the weights with grad_w L_train(w, a_new), after the alpha update,
+  and so computes grad_w L_train twice per second-order step: at a for the
+  virtual step w', at a_new for the weights. Shared, both use the one at a, so
+  the weights move without the alpha step's change (a "simultaneous" update)
+  and, with xi = lr, w' is the actual next weights before gradient clipping.
+  """
+  return bool(config.arch.get('share_train_grad', False))
+
+
+def check_share_train_grad(config):
+  if not shares_train_grad(config):
+    return
+  if config.arch.order == 'first':
+    raise UserError('config.arch.share_train_grad saves a pass only in second order; set '
+                    'config.arch.order to second_exact or second_fd, or drop it')
+  if methods.method_name(config) not in ('darts', 'pc_darts'):
+    raise UserError(f'config.arch.share_train_grad needs one edge-weight sample for both '
+                    f'steps: use method darts or pc_darts, not {methods.method_name(config)}')
+
+
 def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int):
-  """One jitted bilevel step: an alpha step on a validation batch, then a weight step."""
+  """One jitted bilevel step: an alpha step on a validation batch, then a weight step.
+
+  With config.arch.share_train_grad the weight gradient is taken first, at the
+  old alphas, and the second-order alpha gradient reuses it for w'.
+  """
   a_tx = alpha_optimizer(config)
   t = config.train
+  shared = shares_train_grad(config)
 
   def step(state, train_batch, val_batch):
     key = jax.random.fold_in(jax.random.key(config.seed), state['step'])
@@ -163,25 +191,33 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
     epoch = state['step'] // steps_per_epoch
     k_arch_val, k_arch_train = jax.random.split(jax.random.fold_in(key, 1))
 
-    # Architecture step (on the validation batch).
     loss_fn = make_loss_fn(model, state['batch_stats'], compute_dtype(config),
                            methods.train_weights_fn(config, k_arch_val, epoch))
+    train_grad = jax.value_and_grad(loss_fn, has_aux=True)
+    if shared:  # The weight step's gradient, at the alphas before their update.
+      (train_loss, (train_logits, batch_stats)), w_grads = train_grad(
+          state['params'], state['alphas'], train_batch)
+
+    # Architecture step (on the validation batch).
     alpha_grad = architect.alpha_grad if methods.trains_alphas(config) else methods.no_alpha_grad
     a_grads, val_loss, (val_logits, _) = alpha_grad(
         config.arch.order, loss_fn, state['params'], state['alphas'], train_batch, val_batch,
-        lr, state['momentum'], t.momentum, t.weight_decay)
+        lr, state['momentum'], t.momentum, t.weight_decay,
+        **({'train_grads': w_grads} if shared else {}))
     a_grads = methods.add_regularizer_grad(config, state['alphas'], a_grads)
     a_updates, a_opt = a_tx.update(a_grads, state['alpha_opt'], state['alphas'])
     alphas = optax.apply_updates(state['alphas'], a_updates)
     alphas, a_opt = methods.gate_arch_update(config, epoch, (alphas, a_opt),
                                              (state['alphas'], state['alpha_opt']))
 
-    # Weight step (on the training batch, with the new alphas).
-    if methods.method_name(config) not in ('darts', 'pc_darts'):  # A fresh sample.
-      loss_fn = make_loss_fn(model, state['batch_stats'], compute_dtype(config),
-                             methods.train_weights_fn(config, k_arch_train, epoch))
-    (train_loss, (train_logits, batch_stats)), w_grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state['params'], alphas, train_batch)
+    # Weight step (on the training batch, with the new alphas unless shared).
+    if not shared:
+      if methods.method_name(config) not in ('darts', 'pc_darts'):  # A fresh sample.
+        loss_fn = make_loss_fn(model, state['batch_stats'], compute_dtype(config),
+                               methods.train_weights_fn(config, k_arch_train, epoch))
+        train_grad = jax.value_and_grad(loss_fn, has_aux=True)
+      (train_loss, (train_logits, batch_stats)), w_grads = train_grad(
+          state['params'], alphas, train_batch)
     params, momentum = sgd_momentum_update(
         state['params'], w_grads, state['momentum'], lr, t.momentum, t.weight_decay,
         t.grad_clip)
@@ -258,6 +294,7 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
   check_compute_dtype(config)
   preemption.checkpoint_settings(config)
   methods.check_config(config)
+  check_share_train_grad(config)
   check_seed(config.seed)
   if methods.space_name(config) == 'darts':
     check_search_space(config.search_space)

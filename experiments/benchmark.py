@@ -8,7 +8,7 @@ Command (the full table; the 8-cell cases take many minutes each on a 2-core CPU
   python experiments/benchmark.py --cases=digits --devices=1,2,4,8   # fake CPU devices
   python experiments/benchmark.py --cases=methods     # every search method, both spaces
   python experiments/benchmark.py --cases=floor_b64   # multiply-adds and matmul rate
-  python experiments/benchmark.py --cases=speed       # issue #8's targets as a table (9-25 min CPU)
+  python experiments/benchmark.py --cases=speed       # issue #8's targets as a table (12-30 min CPU)
   python experiments/benchmark.py --cases=speed --pytorch_records=/tmp/torch.jsonl  # vs PyTorch
                                                       # measured here (pytorch_reference.py)
 
@@ -69,6 +69,8 @@ CASES = {
     'cifar_second_exact_b16': ('cifar10', 8, 16, 16, 'second_exact'),
     'cifar_second_fd_b16': ('cifar10', 8, 16, 16, 'second_fd'),
     'cifar_second_exact_b64': ('cifar10', 8, 16, 64, 'second_exact'),
+    # config.arch.share_train_grad: the weight step reuses the virtual step's train gradient.
+    'cifar_second_exact_shared_b64': ('cifar10', 8, 16, 64, 'second_exact_shared'),
 }
 
 # Evaluation ("augment") network, name: (dataset, genotype, layers, init_channels, batch).
@@ -101,7 +103,8 @@ METHOD_CASES = {
 # the matmul rate.
 FLOOR_CASES = {'floor_b64': (8, 16, 64), 'floor_b16': (8, 16, 16)}
 
-SPEED_CASES = ('floor_b64', 'cifar_first_b16', 'cifar_first_b64', 'cifar_second_exact_b64')
+SPEED_CASES = ('floor_b64', 'cifar_first_b16', 'cifar_first_b64', 'cifar_second_exact_b64',
+               'cifar_second_exact_shared_b64')
 
 # The same 8-cell C=16 network hand-written in PyTorch 2.13 on this 2-core CPU, one weight
 # step at batch 64: 12.4 s, 9.4 GB (../shared/reference/xla_cpu_notes.md). A first-order
@@ -223,7 +226,8 @@ def run_case(name):
   from darts_jax import configs, conv, data, search, supernet  # pylint: disable=g-import-not-at-top
   dataset, layers, channels, batch, order = CASES[name]
   config = configs.search_config({'first': 'first', 'second_exact': 'second',
-                                  'second_fd': 'second_fd'}[order])
+                                  'second_fd': 'second_fd'}[order.removesuffix('_shared')])
+  config.arch.share_train_grad = order.endswith('_shared')
   config.dataset.name = dataset
   config.model.layers = layers
   config.model.init_channels = channels
@@ -315,6 +319,7 @@ def speed_table(results: dict) -> str:
   device = next((r['device'] for r in results.values() if r.get('device')), '?')
   first64 = get('cifar_first_b64', 'step_seconds')
   exact64 = get('cifar_second_exact_b64', 'step_seconds')
+  shared64 = get('cifar_second_exact_shared_b64', 'step_seconds')
   torch_first = get('pytorch_first_b64', 'step_seconds')
   if torch_first is None:
     torch_first_name = ('the hand-written PyTorch first-order step at b64 '
@@ -337,6 +342,9 @@ def speed_table(results: dict) -> str:
        _ratio(torch_exact, exact64), '{:.2f}x', lambda v: v >= 2),
       ('exact second order / first order, b64', '<= 2.5x', _ratio(exact64, first64),
        '{:.2f}x', lambda v: v <= 2.5),
+      ('the same with the weight step on the virtual step\'s train gradient (at the alphas '
+       'before their update; config.arch.share_train_grad)', '<= 2.5x',
+       _ratio(shared64, first64), '{:.2f}x', lambda v: v <= 2.5),
       ('multiply-add floor at the matmul rate / first-order step, b64', '-',
        _ratio(get('floor_b64', 'first_order_floor_seconds'), first64), '{:.0%}', None),
       ('multiply-add floor / exact second-order step, b64', '-',

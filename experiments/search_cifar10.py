@@ -4,6 +4,8 @@ Command (first order; `:second` for the exact second order, `:second_fd` for
 the paper's finite-difference second order):
   python -m darts_jax.main --config=experiments/search_cifar10.py --workdir=/tmp/darts_c10
   python -m darts_jax.main --config=experiments/search_cifar10.py:second --workdir=/tmp/darts_c10_2nd
+Add `--config.arch.share_train_grad=True` to a second-order search to step the
+weights with the virtual step's train gradient (one pass fewer; BUILD_NOTES.md).
 
 Data: CIFAR-10 prepared for tfds (or cifar-10-binary.tar.gz in
 <data_dir>/downloads/manual/). The search uses the 50k training images only,

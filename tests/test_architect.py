@@ -97,16 +97,96 @@ def test_alpha_grad_dispatch(order):
   assert np.isfinite(float(loss))
 
 
-def test_exact_second_order_on_the_supernet_matches_reverse_over_reverse():
-  """The supernet's exact hypergradient (forward-over-reverse through the scanned,
-  rematerialized cells and the depthwise tap primitives) against JAX differentiating
-  the unrolled validation loss in reverse mode twice: two independent autodiff paths."""
-  config = configs.search_config('second')
+@pytest.mark.parametrize('order', ['second_exact', 'second_fd'])
+def test_precomputed_train_grads_give_the_same_hypergradient(order):
+  with jax.enable_x64(True):
+    params, alphas, train, val, buffer = _f64(_problem())
+    train_grads = jax.grad(lambda p: _loss_fn(p, alphas, train)[0])(params)
+    args = (order, _loss_fn, params, alphas, train, val, XI, buffer, MOMENTUM, WEIGHT_DECAY)
+    computed, loss, _ = architect.alpha_grad(*args)
+    reused, reused_loss, _ = architect.alpha_grad(*args, train_grads=train_grads)
+  np.testing.assert_allclose(reused['mix'], computed['mix'], rtol=1e-12)
+  np.testing.assert_allclose(reused_loss, loss, rtol=1e-12)
+
+
+def _tiny_supernet_config(order='second'):
+  config = configs.search_config(order)
   config.dataset.name = 'digits'
   config.search_space.primitives = ['none', 'max_pool_3x3', 'skip_connect', 'sep_conv_3x3',
                                     'dil_conv_3x3']
   config.model.init_channels = 4
   config.model.layers = 2
+  return config
+
+
+def test_shared_train_grad_steps_the_weights_at_the_old_alphas():
+  """config.arch.share_train_grad: the same alpha step as DARTS's; the weights move by
+  the train gradient at the alphas before the update instead of after it."""
+  config = _tiny_supernet_config('second_fd')  # Compiles faster than exact; same sharing.
+  config.search_space.primitives = ['skip_connect', 'sep_conv_3x3']
+  config.train.crop_padding = 0  # The step's preprocessing is then normalization only.
+  info = data.get_info('digits')
+  model = search.build_model(config, info.num_classes)
+  state = search.init_state(model, config, info)
+  ks = jax.random.split(jax.random.key(5), 4)
+  batch = lambda k1, k2: {
+      'image': jax.random.randint(k1, (8,) + info.image_shape, 0, 256).astype(jnp.uint8),
+      'label': jax.random.randint(k2, (8,), 0, info.num_classes)}
+  train, val = batch(*ks[:2]), batch(*ks[2:])
+  steps = {}
+  for shared in (False, True):
+    step_config = config.copy_and_resolve_references()
+    step_config.arch.share_train_grad = shared
+    steps[shared] = jax.jit(search.make_search_step(model, step_config, info,
+                                                    steps_per_epoch=10))
+  darts_state, _ = steps[False](state, train, val)
+  shared_state, shared_metrics = steps[True](state, train, val)
+
+  for name in state['alphas']:
+    np.testing.assert_allclose(shared_state['alphas'][name], darts_state['alphas'][name],
+                               rtol=1e-6, atol=1e-9)
+  loss_fn = search.make_loss_fn(model, state['batch_stats'])
+  normalized = search.preprocess(None, train, info, 0)
+  t = config.train
+
+  def weight_step(alphas):
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state['params'], alphas, normalized)
+    params, _ = search.sgd_momentum_update(
+        state['params'], grads, state['momentum'], search.cosine_lr(config, 0), t.momentum,
+        t.weight_decay, t.grad_clip)
+    return loss, params
+
+  old_loss, at_old_alphas = jax.jit(weight_step)(state['alphas'])
+  _, at_new_alphas = jax.jit(weight_step)(darts_state['alphas'])
+  np.testing.assert_allclose(shared_metrics['train_loss'], old_loss, rtol=1e-6)
+  flat = lambda tree: architect.flat_float32(tree)
+  np.testing.assert_allclose(flat(shared_state['params']), flat(at_old_alphas),
+                             rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(flat(darts_state['params']), flat(at_new_alphas),
+                             rtol=1e-5, atol=1e-7)
+  # The two weight steps differ, so the comparisons above tell them apart.
+  assert float(jnp.max(jnp.abs(flat(at_old_alphas) - flat(at_new_alphas)))) > 1e-6
+
+
+def test_shared_train_grad_is_refused_where_it_cannot_apply():
+  info = data.get_info('digits')
+  first = _tiny_supernet_config('first')
+  first.arch.share_train_grad = True
+  with pytest.raises(search.UserError, match='only in second order'):
+    search.check_config(first, info, 1, 1)
+  gdas = _tiny_supernet_config()
+  gdas.arch.share_train_grad = True
+  gdas.method.name = 'gdas'
+  with pytest.raises(search.UserError, match='use method darts or pc_darts'):
+    search.check_config(gdas, info, 1, 1)
+
+
+def test_exact_second_order_on_the_supernet_matches_reverse_over_reverse():
+  """The supernet's exact hypergradient (forward-over-reverse through the scanned,
+  rematerialized cells and the depthwise tap primitives) against JAX differentiating
+  the unrolled validation loss in reverse mode twice: two independent autodiff paths."""
+  config = _tiny_supernet_config()
   info = data.get_info('digits')
   model = search.build_model(config, info.num_classes)
   state = search.init_state(model, config, info)

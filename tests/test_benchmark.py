@@ -25,23 +25,25 @@ def _rows(table: str) -> dict:
   return rows
 
 
-def _records(backend='cpu', compile_s=64.3, first=21.5, exact=64.9, hours=117.0):
+def _records(backend='cpu', compile_s=64.3, first=21.5, exact=64.9, hours=117.0, shared=51.6):
   return {
       'floor_b64': {'first_order_floor_seconds': 1.04, 'second_order_exact_floor_seconds': 2.69},
       'cifar_first_b16': {'compile_seconds': compile_s, 'backend': backend, 'device': 'x'},
       'cifar_first_b64': {'step_seconds': first, 'peak_rss_gb': 5.0,
                           'projected_50_epoch_search_hours': hours},
       'cifar_second_exact_b64': {'step_seconds': exact},
+      'cifar_second_exact_shared_b64': {'step_seconds': shared},
   }
 
 
 def test_speed_table_computes_ratios_and_checks_targets(benchmark):
   rows = _rows(benchmark.speed_table(_records()))
-  assert len(rows) == 10
+  assert len(rows) == 11
   by_start = lambda prefix: next(v for k, v in rows.items() if k.startswith(prefix))
   assert by_start('first compile') == ('< 30 s', '64.3 s', 'no')
   assert by_start('speed-up over') == ('>= 2x', f'{2 * 12.4 / 21.5:.2f}x', 'no')
   assert by_start('exact second order / first') == ('<= 2.5x', f'{64.9 / 21.5:.2f}x', 'no')
+  assert by_start('the same with the weight step') == ('<= 2.5x', f'{51.6 / 21.5:.2f}x', 'yes')
   assert by_start('multiply-add floor at')[1] == f'{1.04 / 21.5:.0%}'
   assert by_start('peak RSS')[1:] == ('5.0 GB', 'yes')
   # A CPU projection is not checked against the GPU-hour target.
@@ -61,6 +63,7 @@ def test_speed_table_shows_missing_cases_as_dashes(benchmark):
   rows = _rows(benchmark.speed_table(records))
   exact_rows = [v for k, v in rows.items() if 'exact' in k]
   assert len(exact_rows) == 4 and all(v[1:] == ('-', '-') for v in exact_rows)
+  assert rows[next(k for k in rows if k.startswith('the same with'))][1] == f'{51.6 / 21.5:.2f}x'
   assert all(v[1] == '-' for v in _rows(benchmark.speed_table({})).values())
 
 
