@@ -1,4 +1,5 @@
-"""The slice pools against Flax's reduce_window pools: values, gradients, forward mode."""
+"""The slice pools against Flax's reduce_window pools: values, gradients, forward mode,
+ties, nested derivatives and vmap."""
 
 import flax.linen as nn
 import jax
@@ -52,3 +53,32 @@ def test_pool_has_forward_mode_over_reverse(kind):
   _, got = jax.jvp(grad_of(_pool(kind)), (x,), (direction,))
   _, want = jax.jvp(grad_of(lambda x, s: _reference(kind, x, s)), (x,), (direction,))
   assert jnp.allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_max_pool_gives_ties_to_the_first_maximum_like_select_and_scatter(stride):
+  """Equal inputs: each window's cotangent goes to its first element in row-major order."""
+  x = jnp.ones((1, 5, 4, 2))
+  got = jax.grad(lambda x: jnp.sum(pooling.max_pool_3x3(x, stride)))(x)
+  want = jax.grad(lambda x: jnp.sum(_reference('max', x, stride)))(x)
+  assert jnp.array_equal(got, want)
+
+
+@pytest.mark.parametrize('kind', ['max', 'avg'])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_pool_nested_derivatives_and_vmap_match_reduce_window(kind, stride):
+  """Reverse over reverse, forward over forward, and a vmapped gradient, in float64."""
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(5), (2, 7, 6, 3), jnp.float64)
+    direction = jax.random.normal(jax.random.key(6), x.shape, jnp.float64)
+    fns = {'got': lambda x: _pool(kind)(x, stride), 'want': lambda x: _reference(kind, x, stride)}
+    results = {}
+    for name, fn in fns.items():
+      grad = jax.grad(lambda x: jnp.sum(jnp.sin(fn(x))))
+      second_reverse = jax.grad(lambda x: jnp.sum(grad(x) * direction))(x)
+      tangent = lambda x: jax.jvp(fn, (x,), (direction,))[1]
+      second_forward = jax.jvp(tangent, (x,), (direction,))[1]
+      per_example = jax.vmap(grad)(x[:, None])[:, 0]
+      results[name] = (second_reverse, second_forward, per_example)
+    for got, want in zip(results['got'], results['want']):
+      assert jnp.allclose(got, want, rtol=1e-12, atol=1e-12)
