@@ -226,6 +226,26 @@ def test_avg_pool_excludes_padding():
   np.testing.assert_allclose(y, 1.0)
 
 
+@pytest.mark.parametrize('kind', ['max', 'avg'])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_pool_ops_match_reduce_window(kind, stride):
+  """The augment pools (darts_jax.pooling) give PyTorch's MaxPool2d / AvgPool2d
+  (count_include_pad=False) values and gradients, odd sizes included."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.PRNGKey(stride), (2, 7, 6, 3))
+  op = augment_ops.get_augment_op(f'{kind}_pool_3x3')(3, stride, True)
+  pad = ((1, 1), (1, 1))
+  if kind == 'max':
+    reference = lambda x: nn.max_pool(x, (3, 3), (stride, stride), pad)
+  else:
+    reference = lambda x: nn.avg_pool(x, (3, 3), (stride, stride), pad, count_include_pad=False)
+  weights = jax.random.normal(jax.random.PRNGKey(7), reference(x).shape)
+  loss = lambda f: lambda x: jnp.sum(f(x) * weights)
+  np.testing.assert_allclose(op.apply({}, x), reference(x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jax.grad(loss(lambda x: op.apply({}, x)))(x),
+                             jax.grad(loss(reference))(x), rtol=1e-5, atol=1e-6)
+
+
 def test_none_op_is_zero():
   op = augment_ops.get_augment_op('none')(3, 2, True)
   y = op.apply({}, jnp.ones((1, 5, 5, 3)))
