@@ -122,8 +122,7 @@ def init_state(model, config, info: data.DatasetInfo):
   # (see search.init_state).
   key = jax.random.key(jax.random.randint(jax.random.key(config.seed), (), 0, 2**31 - 1),
                        impl='rbg')
-  variables = jax.jit(lambda k: model.init(k, x, train=True),
-                      compiler_options=parallel.compiler_options())(key)
+  variables = parallel.run_once(lambda k: model.init(k, x, train=True), key)
   params = variables['params']
   return {
       'step': jnp.zeros((), jnp.int32),

@@ -258,12 +258,10 @@ def init_state(model, config, info: data.DatasetInfo):
   # Parameter shapes do not depend on the batch, so init on one image.
   x = jnp.zeros((1,) + info.image_shape, jnp.float32)
   # 'rbg' random bits compile several times faster than threefry on XLA:CPU
-  # (one threefry expansion per parameter array otherwise dominates the init), and
-  # the trainer's XLA:CPU options compile it a third faster, to the same bits.
+  # (one threefry expansion per parameter array otherwise dominates the init).
   k_model = jax.random.key(jax.random.randint(k_model, (), 0, 2**31 - 1), impl='rbg')
-  variables = jax.jit(lambda k: model.init(k, x, methods.eval_weights(config, alphas),
-                                           train=True),
-                      compiler_options=parallel.compiler_options())(k_model)
+  variables = parallel.run_once(
+      lambda k: model.init(k, x, methods.eval_weights(config, alphas), train=True), k_model)
   params = variables['params']
   return {
       'step': jnp.zeros((), jnp.int32),

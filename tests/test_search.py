@@ -89,3 +89,18 @@ def test_unknown_dataset_is_clear(tmp_path):
   config.dataset.name = 'cifar11'
   with pytest.raises(UserError, match='cifar11'):
     search.search(config, str(tmp_path))
+
+
+def test_init_state_also_traces_inside_eval_shape():
+  """The init is jitted with the trainer's compiler options, which XLA takes only on a
+  top-level jit; under `jax.eval_shape` (a restore template, the benchmark's floor case)
+  it is traced as a plain nested jit, to the shapes of the real init."""
+  import jax  # pylint: disable=g-import-not-at-top
+  config = search_tiny.get_config()
+  info = data.get_info(config.dataset.name)
+  model = search.build_model(config, info.num_classes)
+  shapes = jax.eval_shape(lambda: search.init_state(model, config, info))
+  state = search.init_state(model, config, info)
+  assert jax.tree.structure(shapes) == jax.tree.structure(state)
+  for spec, value in zip(jax.tree.leaves(shapes), jax.tree.leaves(state)):
+    assert (spec.shape, spec.dtype) == (value.shape, value.dtype)
