@@ -23,6 +23,7 @@ from darts_jax import augmentation
 from darts_jax import checkpoint
 from darts_jax import data
 from darts_jax import genotypes
+from darts_jax import initializers
 from darts_jax import metrics
 from darts_jax import nb201
 from darts_jax import parallel
@@ -117,18 +118,15 @@ def make_eval_step(model, info: data.DatasetInfo):
 
 def init_state(model, config, info: data.DatasetInfo):
   """Weights, batch statistics and the momentum buffer, all explicit."""
-  x = jnp.zeros((1,) + info.image_shape, jnp.float32)
-  # Shapes do not depend on the batch; 'rbg' compiles much faster on XLA:CPU
-  # (see search.init_state).
-  key = jax.random.key(jax.random.randint(jax.random.key(config.seed), (), 0, 2**31 - 1),
-                       impl='rbg')
-  variables = parallel.run_once(lambda k: model.init(k, x, train=True), key)
+  x = jnp.zeros((1,) + info.image_shape, jnp.float32)  # Shapes do not depend on the batch.
+  variables = initializers.host_init(lambda k: model.init(k, x, train=True),
+                                     jax.random.key(config.seed), config.seed)
   params = variables['params']
   return {
       'step': jnp.zeros((), jnp.int32),
       'params': params,
       'batch_stats': variables['batch_stats'],
-      'momentum': jax.tree.map(jnp.zeros_like, params),
+      'momentum': initializers.zeros_like(params),
   }
 
 

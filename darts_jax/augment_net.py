@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from darts_jax import augment_ops
 from darts_jax import genotypes
+from darts_jax import initializers
 from darts_jax.augment_ops import Conv, FactorizedReduce, Identity, ReLUConvBN
 from darts_jax.errors import UserError
 from darts_jax.genotypes import Genotype
@@ -142,8 +143,8 @@ class AuxiliaryHead(nn.Module):
 
 def _classifier(num_classes: int, fan_in: int, name: str | None = None
                 ) -> nn.Dense:
-  return nn.Dense(num_classes, kernel_init=augment_ops.torch_default_init,
-                  bias_init=augment_ops.torch_bias_init(fan_in), name=name)
+  return nn.Dense(num_classes, kernel_init=initializers.torch_default,
+                  bias_init=initializers.torch_bias(fan_in), name=name)
 
 
 def _cells_and_heads(module: nn.Module, s0: jax.Array, s1: jax.Array,

@@ -22,24 +22,11 @@ import jax
 import jax.numpy as jnp
 
 from darts_jax import conv
+from darts_jax import initializers
 from darts_jax import pooling
 from darts_jax.errors import UserError
 
 OpFactory = Callable[[int, int, bool], nn.Module]
-
-# PyTorch's default init for Conv2d and Linear weights, kaiming_uniform(a=√5),
-# is uniform(±1 / sqrt(fan_in)): variance scaling 1/3, fan_in, uniform.
-torch_default_init = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
-
-
-def torch_bias_init(fan_in: int) -> nn.initializers.Initializer:
-  """PyTorch's Linear bias init, uniform(±1 / sqrt(fan_in))."""
-  bound = 1.0 / max(fan_in, 1) ** 0.5
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
 
 
 def batch_norm(train: bool, affine: bool = True,
@@ -51,6 +38,7 @@ def batch_norm(train: bool, affine: bool = True,
   """
   return nn.BatchNorm(use_running_average=not train, momentum=0.9,
                       epsilon=1e-5, use_bias=affine, use_scale=affine,
+                      scale_init=initializers.ones, bias_init=initializers.zeros,
                       name=name)
 
 
@@ -74,7 +62,7 @@ class Conv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kh, kw = _pair(self.kernel_size)
     sh, sw = _pair(self.strides)
-    kernel = self.param('kernel', torch_default_init,
+    kernel = self.param('kernel', initializers.torch_default,
                         (kh, kw, x.shape[-1], self.features))
     pad = None if self.padding == 'same' else ((0, 0), (0, 0))
     if sh == sw:
@@ -93,7 +81,7 @@ class DepthwiseConv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel_size
     # Shape [k, k, C]: fan_in = k * k, as PyTorch's groups=C conv.
-    kernel = self.param('kernel', torch_default_init, (k, k, x.shape[-1]))
+    kernel = self.param('kernel', initializers.torch_default, (k, k, x.shape[-1]))
     return conv.depthwise_conv(x, kernel, self.strides, self.dilation)
 
 

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from darts_jax import conv
+from darts_jax import initializers
 from darts_jax import pooling
 from darts_jax import search_ops
 from darts_jax import supernet
@@ -205,7 +206,8 @@ class NorConv(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     k, e, c = self.kernel_size, self.num_edges, self.channels
-    kernel = self.param('kernel', search_ops._kaiming((0, 1, 2)), (k, k, x.shape[-1], e * c))
+    kernel = self.param('kernel', initializers.kaiming_normal((0, 1, 2)),
+                        (k, k, x.shape[-1], e * c))
     y = conv.conv2d(nn.relu(x), kernel, self.stride)
     y = jnp.moveaxis(y.reshape(y.shape[:-1] + (e, c)), -2, 0)
     return search_ops.BatchNorm(self.affine)(y, train)
@@ -253,7 +255,7 @@ class ConvBN(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     k = self.kernel_size
-    kernel = self.param('kernel', search_ops._kaiming((0, 1, 2)), (k, k, x.shape[-1],
+    kernel = self.param('kernel', initializers.kaiming_normal((0, 1, 2)), (k, k, x.shape[-1],
                                                                    self.channels))
     y = conv.conv2d(nn.relu(x) if self.relu else x, kernel, self.stride)
     return search_ops.BatchNorm(affine=True)(y[None], train)[0]
@@ -269,7 +271,7 @@ class ResNetBlock(nn.Module):
     y = ConvBN(self.channels, 3, 2, name='conv_a')(x, train)
     y = ConvBN(self.channels, 3, 1, name='conv_b')(y, train)
     shortcut = nn.avg_pool(x, (2, 2), (2, 2))
-    kernel = self.param('shortcut', search_ops._kaiming((0, 1, 2)),
+    kernel = self.param('shortcut', initializers.kaiming_normal((0, 1, 2)),
                         (1, 1, x.shape[-1], self.channels))
     return y + conv.conv2d(shortcut, kernel)
 
@@ -316,7 +318,7 @@ class _Macro(nn.Module):
   @nn.nowrap
   def stem_and_stages(self, x, train, make_cell):
     c = self.init_channels
-    kernel = self.param('stem_conv', search_ops._kaiming((0, 1, 2)),
+    kernel = self.param('stem_conv', initializers.kaiming_normal((0, 1, 2)),
                         (3, 3, x.shape[-1], c))
     s = conv.conv2d(x, kernel)
     s = search_ops.BatchNorm(affine=True, name='stem_bn')(s[None], train)[0]
@@ -330,7 +332,8 @@ class _Macro(nn.Module):
         s = make_cell(c, f'cell_{index}')(s)
         index += 1
     s = nn.relu(search_ops.BatchNorm(affine=True, name='last_bn')(s[None], train)[0])
-    return nn.Dense(self.num_classes, name='classifier')(jnp.mean(s, axis=(1, 2)))
+    return nn.Dense(self.num_classes, kernel_init=initializers.lecun_normal,
+                    bias_init=initializers.zeros, name='classifier')(jnp.mean(s, axis=(1, 2)))
 
 
 class SearchNetwork(_Macro):

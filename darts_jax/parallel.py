@@ -130,18 +130,6 @@ def compiler_options(cpu_opt_level: int = CPU_BACKEND_OPT_LEVEL,
           'xla_cpu_opt_preset': cpu_opt_preset}
 
 
-def run_once(fn, *args):
-  """`fn(*args)` jitted for a program that runs once (the random init).
-
-  Compiled with the trainer's options: on XLA:CPU the init then compiles a third
-  faster, to the same bits (BUILD_NOTES.md). Inside another transformation
-  (`jax.eval_shape(init_state)`) it is a plain nested jit, because XLA takes
-  compiler options only for a top-level jit.
-  """
-  traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
-  return jax.jit(fn, compiler_options=None if traced else compiler_options())(*args)
-
-
 def jit(fn, **jit_kwargs):
   """`jax.jit(fn)`; with several processes, all compile before any runs.
 

@@ -23,6 +23,7 @@ from darts_jax import checkpoint
 from darts_jax import conv
 from darts_jax import data
 from darts_jax import genotypes
+from darts_jax import initializers
 from darts_jax import methods
 from darts_jax import metrics
 from darts_jax import parallel
@@ -255,20 +256,19 @@ def init_state(model, config, info: data.DatasetInfo):
   k_model, k_alpha = jax.random.split(key)
   num_ops = len(model.primitives)
   alphas = methods.init_arch(config, k_alpha, num_ops)  # = init_alphas(...) for DARTS.
-  # Parameter shapes do not depend on the batch, so init on one image.
+  # Parameter shapes do not depend on the batch, so init on one image; the
+  # parameters are drawn on the host (much faster to compile, see initializers).
   x = jnp.zeros((1,) + info.image_shape, jnp.float32)
-  # 'rbg' random bits compile several times faster than threefry on XLA:CPU
-  # (one threefry expansion per parameter array otherwise dominates the init).
-  k_model = jax.random.key(jax.random.randint(k_model, (), 0, 2**31 - 1), impl='rbg')
-  variables = parallel.run_once(
-      lambda k: model.init(k, x, methods.eval_weights(config, alphas), train=True), k_model)
+  variables = initializers.host_init(
+      lambda k: model.init(k, x, methods.eval_weights(config, alphas), train=True),
+      k_model, config.seed)
   params = variables['params']
   return {
       'step': jnp.zeros((), jnp.int32),
       'params': params,
       'batch_stats': variables['batch_stats'],
       'alphas': alphas,
-      'momentum': jax.tree.map(jnp.zeros_like, params),
+      'momentum': initializers.zeros_like(params),
       'alpha_opt': alpha_optimizer(config).init(alphas),
   }
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from darts_jax import conv
+from darts_jax import initializers
 from darts_jax import pooling
 from darts_jax.errors import UserError
 
@@ -65,15 +66,10 @@ class BatchNorm(nn.Module):
       var = running_var.value.reshape(stat_shape)
     y = (x - mean.astype(x.dtype)) * jax.lax.rsqrt(var + BN_EPSILON).astype(x.dtype)
     if self.affine:
-      scale = self.param('scale', nn.initializers.ones, feature_shape)
-      bias = self.param('bias', nn.initializers.zeros, feature_shape)
+      scale = self.param('scale', initializers.ones, feature_shape)
+      bias = self.param('bias', initializers.zeros, feature_shape)
       y = y * scale.reshape(stat_shape).astype(x.dtype) + bias.reshape(stat_shape).astype(x.dtype)
     return y
-
-
-def _kaiming(fan_in_axes):
-  return nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal',
-                                          in_axis=fan_in_axes, out_axis=-1)
 
 
 def pointwise(x, kernels):
@@ -109,8 +105,10 @@ class EdgeDepthwiseSeparable(nn.Module):
     if x.ndim == 4:
       x = x[None]
     k = self.kernel_size
-    dw = self.param('depthwise', _kaiming((1, 2)), (self.num_edges, k, k, c_in))
-    pw = self.param('pointwise', _kaiming(1), (self.num_edges, c_in, self.channels_out))
+    dw = self.param('depthwise', initializers.kaiming_normal((1, 2)),
+                    (self.num_edges, k, k, c_in))
+    pw = self.param('pointwise', initializers.kaiming_normal(1),
+                    (self.num_edges, c_in, self.channels_out))
     pad = None
     if self.reads_edge_input:
       pad = max(EDGE_INPUT_PAD, conv.same_padding(k, self.dilation))
@@ -173,8 +171,9 @@ class FactorizedReduce(nn.Module):
   def __call__(self, x, train: bool):
     c_in = x.shape[-1]
     half = self.channels // 2
-    k1 = self.param('conv_1', _kaiming(1), (self.num_edges, c_in, half))
-    k2 = self.param('conv_2', _kaiming(1), (self.num_edges, c_in, self.channels - half))
+    kaiming = initializers.kaiming_normal(1)
+    k1 = self.param('conv_1', kaiming, (self.num_edges, c_in, half))
+    k2 = self.param('conv_2', kaiming, (self.num_edges, c_in, self.channels - half))
     x = nn.relu(x)
     even = x[None, :, ::2, ::2, :]
     odd = jnp.pad(x[:, 1:, 1:, :], ((0, 0), (0, 1), (0, 1), (0, 0)))[None, :, ::2, ::2, :]

@@ -1,0 +1,199 @@
+"""Parameter initializers that can also draw on the host, for a fast network init.
+
+`jax.jit(model.init)` is mostly random-number code: one key derivation per
+module, a bit generator and a transform (erfinv for truncated normals) per
+parameter shape, the key splits of every `nn.scan`. XLA:CPU compiles that in
+~24 s for the 8-cell search network and ~55 s for the 20-cell evaluation
+network, longer than the forward pass it initialises (BUILD_NOTES.md, "A host
+init"). `host_init` only traces the init (`jax.eval_shape`), with every
+initializer of this module returning a `SpecBox` that says how to draw the
+parameter, then draws each parameter with numpy from (seed, parameter path).
+
+Every parameter of the darts_jax networks comes from `initializer(Spec(...))`:
+outside `host_init` it is the flax initializer the spec names (same bits as
+flax's), so `model.init(key, ...)` works as usual.
+"""
+
+import contextlib
+import contextvars
+import dataclasses
+import math
+import zlib
+from typing import Any, Callable
+
+from flax import struct
+from flax.core import meta
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_RECORDING = contextvars.ContextVar('darts_jax_initializers_recording', default=False)
+# flax's truncated_normal variance scaling divides by the standard deviation of a
+# standard normal truncated to [-2, 2].
+_TRUNCATED_STD = 0.87962566103423978
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """One parameter initializer, described so that JAX and numpy draw it alike.
+
+  kind: 'fan_in' (flax's variance_scaling(scale, 'fan_in', distribution, in_axis,
+  out_axis)), 'uniform' (uniform(-bound, bound)) or 'constant' (value).
+  """
+  kind: str
+  scale: float = 1.0
+  distribution: str = 'truncated_normal'  # Or 'uniform' (kind 'fan_in').
+  in_axis: int | tuple[int, ...] = -2
+  out_axis: int | tuple[int, ...] = -1
+  bound: float = 0.0  # kind 'uniform'.
+  value: float = 0.0  # kind 'constant'.
+
+  def flax_initializer(self) -> Callable:
+    if self.kind == 'fan_in':
+      return nn.initializers.variance_scaling(self.scale, 'fan_in', self.distribution,
+                                              in_axis=self.in_axis, out_axis=self.out_axis)
+    if self.kind == 'uniform':
+      return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+          key, shape, dtype, -self.bound, self.bound)
+    if self.kind == 'constant':
+      return nn.initializers.constant(self.value)
+    raise ValueError(f'unknown initializer kind {self.kind!r}')
+
+  def fan_in(self, shape) -> int:
+    """flax's fan in: the in axes times the receptive field (all but in and out)."""
+    def size(axes):
+      axes = (axes,) if isinstance(axes, int) else axes
+      return math.prod(shape[a] for a in axes)
+    in_size, out_size = size(self.in_axis), size(self.out_axis)
+    return in_size * (math.prod(shape) // max(in_size * out_size, 1))
+
+  def sample(self, rng: np.random.Generator, shape, base_shape) -> np.ndarray:
+    """Values of `shape`: iid slices of `base_shape` (the shape the module asked for,
+    before `nn.scan` / `nn.vmap` stacked it)."""
+    if self.kind == 'constant':
+      return np.full(shape, self.value, np.float32)
+    if self.kind == 'uniform':
+      return rng.uniform(-self.bound, self.bound, shape).astype(np.float32)
+    variance = self.scale / max(self.fan_in(base_shape), 1)
+    if self.distribution == 'uniform':
+      limit = math.sqrt(3 * variance)
+      return rng.uniform(-limit, limit, shape).astype(np.float32)
+    if self.distribution != 'truncated_normal':
+      raise ValueError(f'unknown distribution {self.distribution!r}')
+    return (truncated_normal(rng, shape) * (math.sqrt(variance) / _TRUNCATED_STD)
+            ).astype(np.float32)
+
+
+def truncated_normal(rng: np.random.Generator, shape) -> np.ndarray:
+  """Standard normal truncated to [-2, 2], by redrawing the values outside."""
+  z = rng.standard_normal(shape)
+  outside = np.abs(z) > 2
+  while outside.any():
+    z[outside] = rng.standard_normal(int(outside.sum()))
+    outside = np.abs(z) > 2
+  return z
+
+
+class SpecBox(struct.PyTreeNode, meta.AxisMetadata):
+  """A parameter placeholder inside `host_init`: its value plus the spec to draw it with.
+
+  `stacked` lists the axes that `nn.scan` / `nn.vmap` inserted, oldest first.
+  """
+  value: Any
+  spec: Spec = struct.field(pytree_node=False)
+  stacked: tuple[int, ...] = struct.field(pytree_node=False, default=())
+
+  def unbox(self):
+    return self.value
+
+  def replace_boxed(self, val):
+    return self.replace(value=val)
+
+  def add_axis(self, index: int, params):
+    del params
+    return self.replace(stacked=self.stacked + (index,))
+
+  def remove_axis(self, index: int, params):
+    del params
+    if not self.stacked or self.stacked[-1] != index:
+      raise ValueError(f'axis {index} was not the last one added ({self.stacked})')
+    return self.replace(stacked=self.stacked[:-1])
+
+  def base_shape(self, shape) -> tuple[int, ...]:
+    shape = list(shape)
+    for axis in reversed(self.stacked):
+      del shape[axis]
+    return tuple(shape)
+
+
+def initializer(spec: Spec) -> Callable:
+  """A flax initializer for `spec` (inside `host_init`: a SpecBox placeholder)."""
+  flax_init = spec.flax_initializer()
+
+  def init(key, shape, dtype=jnp.float32):
+    if _RECORDING.get():
+      return SpecBox(jnp.zeros(shape, dtype), spec)
+    return flax_init(key, shape, dtype)
+
+  return init
+
+
+def kaiming_normal(fan_in_axes) -> Callable:
+  """PyTorch's kaiming_normal_ (fan in, gain sqrt(2)) as flax's truncated normal."""
+  return initializer(Spec('fan_in', 2.0, 'truncated_normal', in_axis=fan_in_axes))
+
+
+lecun_normal = initializer(Spec('fan_in', 1.0, 'truncated_normal'))  # flax Dense default.
+# PyTorch's default init for Conv2d and Linear weights, kaiming_uniform(a=√5),
+# is uniform(±1 / sqrt(fan_in)): variance scaling 1/3, fan_in, uniform.
+torch_default = initializer(Spec('fan_in', 1 / 3, 'uniform'))
+zeros = initializer(Spec('constant', value=0.0))
+ones = initializer(Spec('constant', value=1.0))
+
+
+def torch_bias(fan_in: int) -> Callable:
+  """PyTorch's Linear bias init, uniform(±1 / sqrt(fan_in))."""
+  return initializer(Spec('uniform', bound=1.0 / max(fan_in, 1) ** 0.5))
+
+
+@contextlib.contextmanager
+def _recording():
+  token = _RECORDING.set(True)
+  try:
+    yield
+  finally:
+    _RECORDING.reset(token)
+
+
+def host_init(init_fn: Callable[..., dict], key: jax.Array, seed: int) -> dict:
+  """`init_fn(key)` (a flax `model.init`) with the parameters drawn by numpy.
+
+  `init_fn` is only traced (`jax.eval_shape`), with every initializer returning
+  a SpecBox: nothing is compiled. Each parameter is drawn from numpy's
+  generator seeded with (seed, its path), so its values do not depend on the
+  other parameters, the device count or the backend. Batch statistics start
+  as both BatchNorm implementations start them: mean 0, var 1.
+  """
+  with _recording():
+    variables = jax.eval_shape(init_fn, key)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if isinstance(leaf, SpecBox):
+      rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+      shape = leaf.value.shape
+      return jnp.asarray(leaf.spec.sample(rng, shape, leaf.base_shape(shape)),
+                         leaf.value.dtype)
+    if name.startswith("['batch_stats']") and name.endswith(("['mean']", "['var']")):
+      return jnp.asarray(np.full(leaf.shape, 0.0 if name.endswith("['mean']") else 1.0),
+                         leaf.dtype)
+    raise TypeError(f'variable {name} was not created by darts_jax.initializers')
+
+  return jax.tree_util.tree_map_with_path(draw, dict(variables),
+                                          is_leaf=lambda x: isinstance(x, SpecBox))
+
+
+def zeros_like(tree) -> dict:
+  """Zeros of every leaf's shape and dtype, made on the host (no XLA program per shape)."""
+  return jax.tree.map(lambda x: jnp.asarray(np.zeros(x.shape, x.dtype)), tree)
