@@ -2,9 +2,9 @@
 
 `jax.jit(model.init)` is mostly random-number code: one key derivation per
 module, a bit generator and a transform (erfinv for truncated normals) per
-parameter shape, the key splits of every `nn.scan`. XLA:CPU compiles that in
-~24 s for the 8-cell search network and ~55 s for the 20-cell evaluation
-network, longer than the forward pass it initialises (BUILD_NOTES.md, "A host
+parameter shape, the key splits of every `nn.scan`. On a 2-core CPU XLA
+compiled that in 15-24 s for the 8-cell search network and 43-56 s for the
+20-cell evaluation network, to run it in a fraction of a second (BUILD_NOTES.md, "A host
 init"). `host_init` only traces the init (`jax.eval_shape`), with every
 initializer of this module returning a `SpecBox` that says how to draw the
 parameter, then draws each parameter with numpy from (seed, parameter path).
