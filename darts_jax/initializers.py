@@ -21,6 +21,7 @@ import math
 import zlib
 from typing import Any, Callable
 
+from absl import logging
 from flax import struct
 from flax.core import meta
 import flax.linen as nn
@@ -173,25 +174,44 @@ def host_init(init_fn: Callable[..., dict], key: jax.Array, seed: int) -> dict:
   a SpecBox: nothing is compiled. Each parameter is drawn from numpy's
   generator seeded with (seed, its path), so its values do not depend on the
   other parameters, the device count or the backend. Batch statistics start
-  as both BatchNorm implementations start them: mean 0, var 1.
+  as both BatchNorm implementations start them: mean 0, var 1. A variable from
+  anywhere else (a user-registered op with flax's own initializers) makes the
+  whole init fall back to `jax.jit(init_fn)(key)`, with a warning.
   """
+  # Fresh wrappers: JAX caches traces by function, and the recording context is
+  # not part of the cache key.
   with _recording():
-    variables = jax.eval_shape(init_fn, key)
+    variables = jax.eval_shape(lambda k: init_fn(k), key)  # pylint: disable=unnecessary-lambda
+  is_box = lambda x: isinstance(x, SpecBox)
+  leaves = jax.tree_util.tree_leaves_with_path(variables, is_leaf=is_box)
+  unknown = [jax.tree_util.keystr(p) for p, leaf in leaves
+             if not is_box(leaf) and _initial_batch_stat(jax.tree_util.keystr(p)) is None]
+  if unknown:
+    logging.warning('%d variable(s) not created by darts_jax.initializers (first: %s): the '
+                    'init runs as a jitted flax init, slower to compile; create them with '
+                    'darts_jax.initializers for the fast host init', len(unknown), unknown[0])
+    return dict(jax.jit(lambda k: init_fn(k))(key))  # pylint: disable=unnecessary-lambda
 
   def draw(path, leaf):
     name = jax.tree_util.keystr(path)
-    if isinstance(leaf, SpecBox):
+    if is_box(leaf):
       rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
       shape = leaf.value.shape
       return jnp.asarray(leaf.spec.sample(rng, shape, leaf.base_shape(shape)),
                          leaf.value.dtype)
-    if name.startswith("['batch_stats']") and name.endswith(("['mean']", "['var']")):
-      return jnp.asarray(np.full(leaf.shape, 0.0 if name.endswith("['mean']") else 1.0),
-                         leaf.dtype)
-    raise TypeError(f'variable {name} was not created by darts_jax.initializers')
+    return jnp.asarray(np.full(leaf.shape, _initial_batch_stat(name)), leaf.dtype)
 
-  return jax.tree_util.tree_map_with_path(draw, dict(variables),
-                                          is_leaf=lambda x: isinstance(x, SpecBox))
+  return jax.tree_util.tree_map_with_path(draw, dict(variables), is_leaf=is_box)
+
+
+def _initial_batch_stat(name: str) -> float | None:
+  """A running mean starts at 0 and a running variance at 1; None for other variables."""
+  if name.startswith("['batch_stats']"):
+    if name.endswith("['mean']"):
+      return 0.0
+    if name.endswith("['var']"):
+      return 1.0
+  return None
 
 
 def zeros_like(tree) -> dict:
