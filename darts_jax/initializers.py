@@ -214,6 +214,6 @@ def _initial_batch_stat(name: str) -> float | None:
   return None
 
 
-def zeros_like(tree) -> dict:
+def zeros_like(tree) -> Any:
   """Zeros of every leaf's shape and dtype, made on the host (no XLA program per shape)."""
   return jax.tree.map(lambda x: jnp.asarray(np.zeros(x.shape, x.dtype)), tree)

@@ -362,7 +362,8 @@ def _draw_cell_matplotlib(g: Genotype, cell: str, base: str,
               bbox=dict(boxstyle='round,pad=0.15', facecolor='white',
                         edgecolor='none', alpha=0.85))
   # Curved edges may bow out past the outer nodes: keep them inside the picture.
-  ax.set_ylim(min(min(curve_ys) - 0.15, min(ys) - 0.9), max(max(curve_ys) + 0.15, max(ys) + 0.9))
+  ax.set_ylim(min(min(curve_ys) - 0.15, min(ys) - 0.9),
+              max(max(curve_ys) + 0.15, max(ys) + 0.9))
   for fmt in formats:
     save_figure(fig, f'{base}.{fmt}', dpi=110)
 
@@ -385,21 +386,24 @@ def _edge_between_boxes(p1: tuple[float, float], p2: tuple[float, float], rad: f
   out1, out2 = outside(p1, half_width1), outside(p2, half_width2)
   a = t[np.argmax(out1)] if out1.any() else 0.0
   b = t[len(t) - 1 - np.argmax(out2[::-1])] if out2.any() else 1.0
-  (x1, y1), (x2, y2) = p1, p2
-  control = np.array([(x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)])
   # The piece [a, b] of a quadratic Bezier has the control point blossom(a, b).
-  control_ab = ((1 - a) * (1 - b) * np.array(p1) + (a * (1 - b) + b * (1 - a)) * control
-                + a * b * np.array(p2))
+  control_ab = ((1 - a) * (1 - b) * np.array(p1)
+                + (a * (1 - b) + b * (1 - a)) * _arc3_control(p1, p2, rad) + a * b * np.array(p2))
   start, end = _bezier(p1, p2, rad, np.array([a, b]))
   return mpath.Path([start, control_ab, end],
                     [mpath.Path.MOVETO, mpath.Path.CURVE3, mpath.Path.CURVE3])
 
 
+def _arc3_control(p1: tuple[float, float], p2: tuple[float, float], rad: float) -> np.ndarray:
+  """The control point of the quadratic Bezier matplotlib's `arc3,rad=rad` draws."""
+  (x1, y1), (x2, y2) = p1, p2
+  return np.array([(x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)])
+
+
 def _bezier(p1: tuple[float, float], p2: tuple[float, float], rad: float,
             t: np.ndarray) -> np.ndarray:
   """Points of the quadratic Bezier matplotlib's `arc3,rad=rad` draws."""
-  (x1, y1), (x2, y2) = p1, p2
-  c = np.array([(x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)])
+  c = _arc3_control(p1, p2, rad)
   t = t[:, None]
   return (1 - t)**2 * np.array(p1) + 2 * (1 - t) * t * c + t**2 * np.array(p2)
 
