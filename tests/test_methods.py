@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from darts_jax import genotypes
+from darts_jax import initializers
 from darts_jax import method_configs
 from darts_jax import methods
 from darts_jax import search
@@ -165,15 +166,16 @@ def test_skip_unused_ops_gives_the_same_output_and_gradients():
   w = jnp.array([[0., 0., 1., 0.], [0., 1., 0., 0.]])  # No edge uses sep_conv.
   dense, sparse = _edges(), _edges(skip_unused_ops=True)
   proj = jax.random.normal(jax.random.key(2), (2, 2, 6, 6, 4))  # Gradients of O(1).
-  v = dense.init(jax.random.key(1), x, w, True)
-  assert jax.tree.structure(v) == jax.tree.structure(sparse.init(jax.random.key(1), x, w, True))
+  v = initializers.host_init(lambda k: dense.init(k, x, w, True), jax.random.key(1), 1)
+  assert jax.tree.structure(v) == jax.tree.structure(
+      jax.eval_shape(lambda: sparse.init(jax.random.key(1), x, w, True)))
 
   def run(m, w):
     def f(p, w):
       y, upd = m.apply({'params': p, 'batch_stats': v['batch_stats']}, x, w, True,
                        mutable=['batch_stats'])
       return jnp.sum(y * proj), upd
-    return jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(v['params'], w)
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))(v['params'], w)
 
   for weights in (w, jnp.array([[0., 0., 0., 1.], [0., 1., 0., 0.]])):
     (ld, ud), gd = run(dense, weights)
@@ -198,8 +200,8 @@ def test_partial_channels_bypass_and_shuffle():
   x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
   w = jnp.array([[0.2, 0.3, 0.1, 0.4], [0.5, 0.1, 0.2, 0.2]]) * jnp.array([[0.5], [2.0]])
   m = _edges(partial_channels=2)
-  v = m.init(jax.random.key(1), x, w, True)
-  y, _ = m.apply(v, x, w, True, mutable=['batch_stats'])
+  v = initializers.host_init(lambda k: m.init(k, x, w, True), jax.random.key(1), 1)
+  y, _ = jax.jit(lambda v: m.apply(v, x, w, True, mutable=['batch_stats']))(v)
   assert y.shape == (2, 2, 6, 6, 4)
   # Ops see 2 channels; the other 2 bypass, scaled by the edge's weight sum, and are
   # shuffled to odd positions.

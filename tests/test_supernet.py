@@ -11,9 +11,16 @@ import pytest
 
 from darts_jax import conv
 from darts_jax import genotypes
+from darts_jax import initializers
 from darts_jax import search_ops
 from darts_jax import supernet
 from darts_jax.errors import UserError
+
+
+def _host_init(module, seed, *args, **kwargs):
+  """`module.init` with the weights drawn on the host (nothing compiled)."""
+  return initializers.host_init(lambda k: module.init(k, *args, **kwargs),
+                                jax.random.key(seed), seed)
 
 
 def _uniform_weights(num_ops):
@@ -48,13 +55,20 @@ def test_batched_edges_equal_separate_edges(stride):
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4))
   weights = jax.nn.softmax(jax.random.normal(jax.random.key(2), (3, len(prims))), -1)
   batched = supernet.MixedEdges(prims, 4, stride, 3)
-  variables = batched.init(jax.random.key(3), x, weights, train=True)
-  out, _ = batched.apply(variables, x, weights, train=True, mutable=['batch_stats'])
+  variables = _host_init(batched, 3, x, weights, train=True)
   single = supernet.MixedEdges(prims, 4, stride, 1)
+
+  @jax.jit
+  def batched_and_single_outputs(variables):
+    out, _ = batched.apply(variables, x, weights, train=True, mutable=['batch_stats'])
+    singles = [single.apply(jax.tree.map(lambda a, e=e: a[e:e + 1], variables), x,
+                            weights[e:e + 1], train=True, mutable=['batch_stats'])[0][0]
+               for e in range(3)]
+    return out, singles
+
+  out, singles = batched_and_single_outputs(variables)
   for e in range(3):
-    v_e = jax.tree.map(lambda a, e=e: a[e:e + 1], variables)
-    out_e, _ = single.apply(v_e, x, weights[e:e + 1], train=True, mutable=['batch_stats'])
-    np.testing.assert_allclose(out_e[0], out[e], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(singles[e], out[e], rtol=1e-5, atol=1e-5)
 
 
 def test_conv_ops_of_an_edge_pad_its_input_alike():
@@ -64,7 +78,7 @@ def test_conv_ops_of_an_edge_pad_its_input_alike():
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4))
   weights = jnp.full((1, len(prims)), 0.25)
   edge = supernet.MixedEdges(prims, 4, 1, 1, 'slices')
-  variables = edge.init(jax.random.key(3), x, weights, train=False)
+  variables = _host_init(edge, 3, x, weights, train=False)
   jaxpr = jax.make_jaxpr(lambda x: edge.apply(variables, x, weights, train=False))(x)
 
   def conv_pads(jaxpr):
@@ -85,12 +99,15 @@ def test_search_network_subset_of_ops_runs():
   prims = ('max_pool_3x3', 'skip_connect', 'sep_conv_3x3')
   net = supernet.SearchNetwork(prims, num_classes=5, init_channels=4, layers=2)
   x = jnp.ones((2, 8, 8, 1))
-  variables = net.init(jax.random.key(0), x, _uniform_weights(3), train=True)
-  logits, _ = net.apply(variables, x, _uniform_weights(3), train=True, mutable=['batch_stats'])
+  weights = _uniform_weights(3)
+  variables = _host_init(net, 0, x, weights, train=True)
+  logits, eval_logits = jax.jit(lambda v: (
+      net.apply(v, x, weights, train=True, mutable=['batch_stats'])[0],
+      net.apply(v, x, weights, train=False)))(variables)
   assert logits.shape == (2, 5)
   assert bool(jnp.all(jnp.isfinite(logits)))
-  eval_logits = net.apply(variables, x, _uniform_weights(3), train=False)
   assert eval_logits.shape == (2, 5)
+  assert bool(jnp.all(jnp.isfinite(eval_logits)))
 
 
 def test_unknown_op_is_a_user_error():
@@ -133,9 +150,9 @@ def test_depthwise_lowerings_agree(shared, k, dilation, stride):
   def loss(impl):
     return lambda x, w: jnp.sum(jnp.sin(conv.depthwise_conv_edges(x, w, stride, dilation, impl)))
 
-  ref_val, ref_grads = jax.value_and_grad(loss('xla'), (0, 1))(x, w)
+  ref_val, ref_grads = jax.jit(jax.value_and_grad(loss('xla'), (0, 1)))(x, w)
   for impl in ('slices', 'masked', 'loop'):
-    val, grads = jax.value_and_grad(loss(impl), (0, 1))(x, w)
+    val, grads = jax.jit(jax.value_and_grad(loss(impl), (0, 1)))(x, w)
     np.testing.assert_allclose(val, ref_val, rtol=1e-4)
     for g, r in zip(grads, ref_grads):
       np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
@@ -176,8 +193,7 @@ def test_scanned_cells_equal_grouped_cells(remat):
                                              steps=steps, multiplier=steps, cell_impl=impl,
                                              remat=remat)
   grouped_net, scanned_net = make('grouped'), make('scan')
-  grouped_vars = jax.jit(functools.partial(grouped_net.init, train=True))(jax.random.key(1), x,
-                                                                        weights)
+  grouped_vars = _host_init(grouped_net, 1, x, weights, train=True)
   reductions = supernet.reduction_layers(2)
   to_scan = lambda tree: {
       k: _grouped_to_scanned(v, steps, int(k[5:]) in reductions) if k.startswith('cell_') else v
@@ -211,7 +227,7 @@ def test_strided_input_by_switch_is_the_same_maths():
   make = lambda switch: supernet.SearchNetwork(
       prims, num_classes=5, init_channels=4, layers=2, steps=steps, multiplier=steps,
       cell_impl='scan', remat=True, strided_input_by_switch=switch)
-  variables = jax.jit(functools.partial(make(False).init, train=True))(jax.random.key(1), x, w)
+  variables = _host_init(make(False), 1, x, w, train=True)
   params, stats = variables['params'], variables['batch_stats']
   direction = jax.tree.map(lambda p: jnp.cos(jnp.arange(p.size, dtype=p.dtype)).reshape(p.shape),
                            params)
