@@ -14,7 +14,9 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.mode = 'search'
   config.seed = 2
-  config.dataset = dict(name='cifar10', data_dir=None, train_portion=0.5)
+  # data_dir '': $TFDS_DATA_DIR or ~/tensorflow_datasets (a string, so that
+  # --config.dataset.data_dir=... can override it; ml_collections refuses None fields).
+  config.dataset = dict(name='cifar10', data_dir='', train_portion=0.5)
   config.search_space = dict(primitives=list(genotypes.PRIMITIVES), steps=4, multiplier=4,
                              name='darts',  # Or 'nb201' (darts_jax/nb201.py).
                              benchmark_path='', benchmark_dataset='cifar10')  # nb201 only.
@@ -47,7 +49,7 @@ def augment_config() -> ml_collections.ConfigDict:
   config.mode = 'augment'
   config.seed = 0
   config.genotype = 'DARTS_V2'
-  config.dataset = dict(name='cifar10', data_dir=None)
+  config.dataset = dict(name='cifar10', data_dir='')  # '': as in search_config.
   config.model = dict(
       network='cifar', init_channels=36, layers=20, auxiliary=True, auxiliary_weight=0.4,
       drop_path_prob=0.2,  # Final value; the trainer ramps it from 0.

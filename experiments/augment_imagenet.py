@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.genotype = 'DARTS_V2'
   config.dataset = ml_collections.ConfigDict(
-      dict(name='imagenet2012', data_dir=None))
+      dict(name='imagenet2012', data_dir=''))
   config.model = ml_collections.ConfigDict(dict(
       network='imagenet',
       init_channels=48,

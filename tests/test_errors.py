@@ -158,6 +158,13 @@ COMMAND_CASES = [
     ('no config', ['--config='], 'config'),
     ('batch not divisible by devices', ['--config.train.batch_size=15', '--devices=2'],
      'does not divide across 2 devices'),
+    # data_dir is a string field, so the command line can set it.
+    ('data not prepared in the given data_dir', [
+        '--config.dataset.name=cifar10', '--config.dataset.data_dir=/nonexistent/tfds'],
+     'not prepared under /nonexistent/tfds'),
+    ('augment data not prepared in the given data_dir', [
+        '--config=experiments/augment_cifar10.py',
+        '--config.dataset.data_dir=/nonexistent/tfds'], 'not prepared under /nonexistent/tfds'),
 ]
 
 
