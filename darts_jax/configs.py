@@ -17,7 +17,7 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   # data_dir '': $TFDS_DATA_DIR or ~/tensorflow_datasets (a string, so that
   # --config.dataset.data_dir=... can override it; ml_collections refuses None fields).
   config.dataset = dict(name='cifar10', data_dir='', train_portion=0.5)
-  config.search_space = dict(primitives=list(genotypes.PRIMITIVES), steps=4, multiplier=4,
+  config.search_space = dict(primitives=tuple(genotypes.PRIMITIVES), steps=4, multiplier=4,
                              name='darts',  # Or 'nb201' (darts_jax/nb201.py).
                              benchmark_path='', benchmark_dataset='cifar10')  # nb201 only.
   # How alphas become edge weights: darts, gdas, pc_darts, drnas, random_ws (darts_jax/methods.py).

@@ -158,6 +158,9 @@ COMMAND_CASES = [
     ('no config', ['--config='], 'config'),
     ('batch not divisible by devices', ['--config.train.batch_size=15', '--devices=2'],
      'does not divide across 2 devices'),
+    # The op set is a tuple field, so the command line can set it (and it is checked).
+    ('unknown op in the command-line op set',
+     ["--config.search_space.primitives=('skip_connect', 'conv_9x9')"], 'conv_9x9'),
     # data_dir is a string field, so the command line can set it.
     ('data not prepared in the given data_dir', [
         '--config.dataset.name=cifar10', '--config.dataset.data_dir=/nonexistent/tfds'],
