@@ -92,6 +92,8 @@ def check_config(config) -> None:
   if space_name(config) not in SPACES:
     raise UserError(f'unknown config.search_space.name {space_name(config)!r}; use one of '
                     f'{SPACES}')
+  if space_name(config) == 'nb201':
+    nb201.check_benchmark_settings(config.search_space)
   if s['name'] == 'gdas' and not 0 < s['tau_min'] <= s['tau_max']:
     raise UserError(f'config.method needs 0 < tau_min <= tau_max, got {s["tau_min"]}, '
                     f'{s["tau_max"]}')

@@ -21,9 +21,11 @@ config.genotype is an arch string) and the optional benchmark look-up.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import sys
 from typing import Any, NamedTuple, Sequence
 
 from absl import logging
@@ -410,6 +412,35 @@ def build_eval_model(model_config, arch: Arch, num_classes: int) -> EvalNetwork:
 
 # ---------------------------------------------------------------------------
 # Benchmark look-up (optional).
+
+
+BENCHMARK_DATASETS = ('cifar10', 'cifar10-valid', 'cifar100', 'ImageNet16-120')
+BENCHMARK_PACKAGES = {'nas_201_api': 'nas-bench-201', 'nats_bench': 'nats_bench'}
+
+
+def _importable(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except (ImportError, ValueError):  # ValueError: in sys.modules without a spec.
+    return module in sys.modules
+
+
+def check_benchmark_settings(space) -> None:
+  """At start: a benchmark look-up that is asked for can run at the end of the search."""
+  path = space.get('benchmark_path', '')
+  dataset = space.get('benchmark_dataset', None) or 'cifar10'
+  if dataset not in BENCHMARK_DATASETS:
+    raise UserError(f'unknown config.search_space.benchmark_dataset {dataset!r}; use one of '
+                    f'{BENCHMARK_DATASETS}')
+  if not path:
+    return
+  if not os.path.isfile(path):
+    raise UserError(f'config.search_space.benchmark_path {path} is not a file; give the '
+                    "NAS-Bench-201 file's path, or '' to skip the look-up")
+  if not any(_importable(module) for module in BENCHMARK_PACKAGES):
+    installs = ' or '.join(f'pip install {p}' for p in BENCHMARK_PACKAGES.values())
+    raise UserError(f'config.search_space.benchmark_path is set but no benchmark API is '
+                    f"installed: {installs}, or set benchmark_path '' to skip the look-up")
 
 
 def benchmark_accuracy(arch: Arch, config) -> dict:

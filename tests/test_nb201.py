@@ -6,6 +6,7 @@ CPU each on a 2-core machine): by default this file searches with random_ws
 """
 
 import builtins
+import importlib.util
 import os
 import sys
 import types
@@ -16,11 +17,13 @@ import numpy as np
 import pytest
 
 from darts_jax import augment
+from darts_jax import data
 from darts_jax import initializers
 from darts_jax import method_configs
 from darts_jax import methods
 from darts_jax import nb201
 from darts_jax import search
+from darts_jax.errors import UserError
 
 EXAMPLE = ('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+'
            '|skip_connect~0|nor_conv_3x3~1|skip_connect~2|')
@@ -145,6 +148,31 @@ def test_benchmark_lookup_is_skipped_without_a_path_or_package(tmp_path, monkeyp
   monkeypatch.setattr(builtins, '__import__', no_benchmark)
   assert 'neither nas_201_api nor nats_bench' in nb201.benchmark_accuracy(
       arch, config)['benchmark']
+
+
+def test_benchmark_settings_are_checked_at_start(tmp_path, monkeypatch):
+  """A look-up that cannot run fails before the search, not as a skip at its end."""
+  config = method_configs.search_nb201('darts,tiny')
+  info = data.get_info('digits')
+  search.check_config(config, info, 1, 1)  # No path: no look-up, nothing to check.
+  config.search_space.benchmark_path = str(tmp_path / 'missing.pth')
+  with pytest.raises(UserError, match="missing.pth is not a file; give the NAS-Bench-201"):
+    search.check_config(config, info, 1, 1)
+  path = tmp_path / 'bench.pth'
+  path.write_bytes(b'')
+  config.search_space.benchmark_path = str(path)
+  real_find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name in (
+      'nas_201_api', 'nats_bench') else real_find_spec(name, *a))
+  with pytest.raises(UserError, match='pip install nas-bench-201 or pip install nats_bench'):
+    search.check_config(config, info, 1, 1)
+  monkeypatch.setattr(importlib.util, 'find_spec', real_find_spec)
+  # Installed (here: imported already, as a module without a spec).
+  monkeypatch.setitem(sys.modules, 'nats_bench', types.ModuleType('nats_bench'))
+  search.check_config(config, info, 1, 1)
+  config.search_space.benchmark_dataset = 'imagenet'
+  with pytest.raises(UserError, match="benchmark_dataset 'imagenet'; use one of"):
+    search.check_config(config, info, 1, 1)
 
 
 class _FakeBenchmarkAPI:
