@@ -133,6 +133,8 @@ def _set_aside(workdir, steps):
 def restore_latest(workdir, state):
   """(state, meta) from the newest readable checkpoint, or (state, None) without one.
 
+  The restored arrays get the shapes, dtypes and shardings of `state`'s.
+
   An unreadable checkpoint is logged and set aside and the previous one is
   tried; if there are checkpoints but none is readable, raises UserError and
   leaves every file where it is.

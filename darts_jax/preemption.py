@@ -4,6 +4,11 @@ Shared by the search (`search.py`) and the evaluation training (`augment.py`).
 SIGTERM (what schedulers send before preempting) only sets a flag; the loop
 sees it after the current step, writes a checkpoint and returns, so the
 process exits 0 within a step's time and a rerun of the same command resumes.
+With several processes a notice may reach only some of them, and a process that
+stopped alone would leave the others waiting in the step's collectives: there
+JAX's preemption service (started by `jax.distributed.initialize`) hears
+SIGTERM instead, and every process stops at the same step, the first that all
+of them reach after the notice (`multihost_utils.reached_preemption_sync_point`).
 A checkpoint is only written after checking that every step since the last
 check had a finite loss and gradient: a diverged state never replaces the
 last good checkpoint.
@@ -15,24 +20,41 @@ import threading
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 
 from darts_jax import checkpoint
 from darts_jax.errors import UserError
 
 
 class StopRequest:
-  """Set by the SIGTERM handler; read by the loop between steps."""
+  """Set by the SIGTERM handler or, with several processes, at the agreed step."""
 
-  def __init__(self):
+  def __init__(self, across_processes: bool = False):
     self.signal_name = None
+    self.across_processes = across_processes
 
   def __bool__(self) -> bool:
     return self.signal_name is not None
 
+  def update(self, step: int) -> None:
+    """Called after every step by every process (the preemption service needs each step)."""
+    if self.across_processes and not self and multihost_utils.reached_preemption_sync_point(
+        step):
+      self.signal_name = 'SIGTERM'
+      logging.warning('a process of this run received SIGTERM: all processes checkpoint '
+                      'step %d, then stop', step)
+
 
 @contextlib.contextmanager
 def stop_on_sigterm():
-  """Yields a StopRequest that SIGTERM sets (outside the main thread: never set)."""
+  """Yields a StopRequest that SIGTERM sets (outside the main thread: never set).
+
+  With several processes no Python handler is installed: it would replace the one
+  of JAX's preemption service, which then agrees on the step to stop at.
+  """
+  if jax.process_count() > 1:
+    yield StopRequest(across_processes=True)
+    return
   request = StopRequest()
   if threading.current_thread() is not threading.main_thread():
     yield request
@@ -93,6 +115,7 @@ class StepGuard:
 
   def after_step(self, state, step: int) -> bool:
     """Saves when due (not at an epoch end: the loop saves there); True: stop now."""
+    self.stop_request.update(step)
     if step % self.steps_per_epoch == 0:
       return False
     if self.stop_request:

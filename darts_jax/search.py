@@ -366,8 +366,10 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpoint_every, checkpoints_to_keep = preemption.checkpoint_settings(config)
   model = build_model(config, num_classes=info.num_classes)
   state = init_state(model, config, info)
-  state, meta = checkpoint.restore_latest(workdir, state)
+  # Replicated first, so that a checkpoint is restored straight into the replicated
+  # layout: with several processes, moving a restored array there is a cross-host copy.
   state = parallel.replicate(state, mesh)
+  state, meta = checkpoint.restore_latest(workdir, state)
   start_step = int(jax.device_get(state['step']))
   start_epoch, start_offset = divmod(start_step, steps_per_epoch)
   if meta:

@@ -6,10 +6,14 @@ subprocesses share one persistent compilation cache (the first run of this
 file compiles everything: several minutes on a 2-core CPU; later runs reuse it).
 """
 
+import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +50,7 @@ def free_port() -> int:
 
 def check_ok(proc_or_procs):
   for proc in proc_or_procs if isinstance(proc_or_procs, list) else [proc_or_procs]:
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, getattr(proc, 'output', proc.stderr)[-3000:]
 
 
 def run_search(workdir, num_devices: int, extra_flags=()):
@@ -56,18 +60,40 @@ def run_search(workdir, num_devices: int, extra_flags=()):
       text=True, timeout=TIMEOUT_S, check=False)
 
 
-def run_search_processes(workdir, num_processes: int, devices_per_process: int):
-  """One search as `num_processes` processes on localhost (gloo CPU collectives)."""
+def start_search_processes(workdir, num_processes: int, devices_per_process: int,
+                           extra_flags=()):
+  """One search as `num_processes` processes on localhost (gloo CPU collectives).
+
+  Output goes to files (`<workdir>.<i>.log`): a pipe nobody reads could fill and stall.
+  """
   port = free_port()
-  procs = [subprocess.Popen(
-      [sys.executable, '-m', 'darts_jax.main', f'--workdir={workdir}', *SEARCH_FLAGS,
-       f'--coordinator_address=localhost:{port}', f'--num_processes={num_processes}',
-       f'--process_id={i}'], cwd=ROOT, env=env_with_devices(devices_per_process),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(num_processes)]
-  for p in procs:
-    p.stdout_text, p.stderr = p.communicate(timeout=TIMEOUT_S)
+  procs = []
+  for i in range(num_processes):
+    log = open(f'{workdir}.{i}.log', 'w+', encoding='utf-8')  # pylint: disable=consider-using-with
+    procs.append(subprocess.Popen(
+        [sys.executable, '-m', 'darts_jax.main', f'--workdir={workdir}', *SEARCH_FLAGS,
+         *extra_flags, f'--coordinator_address=localhost:{port}',
+         f'--num_processes={num_processes}', f'--process_id={i}'],
+        cwd=ROOT, env=env_with_devices(devices_per_process), stdout=log,
+        stderr=subprocess.STDOUT, text=True))
+    procs[-1].log = log
   return procs
+
+
+def finish_processes(procs):
+  """Waits for every process; `proc.output` is its stdout and stderr."""
+  for p in procs:
+    p.wait(timeout=TIMEOUT_S)
+    p.log.seek(0)
+    p.output = p.log.read()
+    p.log.close()
+  return procs
+
+
+def run_search_processes(workdir, num_processes: int, devices_per_process: int,
+                         extra_flags=()):
+  return finish_processes(start_search_processes(workdir, num_processes, devices_per_process,
+                                                 extra_flags))
 
 
 def outputs(workdir):
@@ -104,6 +130,31 @@ def test_two_processes_of_two_devices_give_the_one_device_search(one_device_run,
   procs = run_search_processes(str(tmp_path), num_processes=2, devices_per_process=2)
   check_ok(procs)
   assert_same_search(outputs(str(tmp_path)), one_device_run)
+
+
+def test_sigterm_to_one_process_stops_every_process_at_one_step(tmp_path):
+  """A preemption notice that reaches one host only: through JAX's preemption service
+  every process checkpoints the same step and exits 0, and the rerun finishes."""
+  workdir = str(tmp_path / 'run')
+  flags = ['--config.train.epochs=3', '--config.max_steps_per_epoch=3']  # 9 steps.
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  steps = lambda: sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) if (
+      os.path.isdir(checkpoints)) else []
+  procs = start_search_processes(workdir, 2, 2, flags)
+  deadline = time.monotonic() + TIMEOUT_S
+  while not steps() and time.monotonic() < deadline:  # search_tiny saves every step.
+    assert all(p.poll() is None for p in procs), 'a process exited before checkpoint 1'
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGTERM)
+  check_ok(finish_processes(procs))
+  stopped = [re.findall(r'^step: (\d+)$', p.output, re.M) for p in procs]
+  assert all('preempted: True' in p.output for p in procs), procs[0].output[-3000:]
+  assert stopped[0] == stopped[1] and len(stopped[0]) == 1, stopped
+  assert steps()[-1] == int(stopped[0][0]) < 9
+  check_ok(run_search_processes(workdir, 2, 2, flags))
+  assert steps()[-1] == 9
+  with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
+    assert [json.loads(line)['epoch'] for line in f] == [1, 2, 3]
 
 
 # A forward pass of the tiny supernet in train mode on 8 devices: the loss and the
