@@ -10,6 +10,7 @@ Several hosts: start the same command on every host with `--distributed=auto`
 """
 
 import os
+import re
 import sys
 
 from absl import app
@@ -80,14 +81,24 @@ def parse_flags(argv):
     return FLAGS(argv)
   except Exception as e:  # pylint: disable=broad-except
     # ml_collections raises AttributeError/ValueError/OSError with nested quotes.
-    print(f'error: {_one_line(e)}; check the --config.<field> names against the config '
-          'file', file=sys.stderr)
+    text = _one_line(e)
+    if _CONFIG_FILE_FAILED not in str(e):
+      text += '; check the --config.<field> names against the config file'
+    print(f'error: {text}', file=sys.stderr)
     sys.exit(2)
+
+
+# ml_collections' message when the config file's get_config raised: it embeds the
+# whole traceback, of which the flag and the last exception are the message.
+_CONFIG_FILE_FAILED = 'Error whilst parsing config file'
 
 
 def _one_line(e: Exception) -> str:
   text = str(e).replace('\\n', ' ').replace('\\', '').replace('"', '').replace("'", '')
   text = ' '.join(text.split()).replace(' Did you mean', '. Did you mean')
+  if _CONFIG_FILE_FAILED in text:
+    flag = text.split(_CONFIG_FILE_FAILED)[0].rstrip(': ')
+    text = f'{flag}: {re.split(r"[A-Za-z]*(?:Error|Exception): ", text)[-1]}'
   return f'unknown config field {text}' if isinstance(e, AttributeError) else text
 
 

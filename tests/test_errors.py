@@ -156,6 +156,8 @@ COMMAND_CASES = [
     ('wrong value type', ['--config.train.epochs=many'], 'many'),
     ('missing config file', ['--config=experiments/nope.py'], 'cannot load --config'),
     ('no config', ['--config='], 'config'),
+    ('unknown config file argument', ['--config=experiments/search_cifar10.py:third'],
+     'search_cifar10.py:third: unknown search order third; use one of'),
     ('batch not divisible by devices', ['--config.train.batch_size=15', '--devices=2'],
      'does not divide across 2 devices'),
     # The op set is a tuple field, so the command line can set it (and it is checked).
