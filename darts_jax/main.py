@@ -10,20 +10,18 @@ Several hosts: start the same command on every host with `--distributed=auto`
 """
 
 import os
-import re
-import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
 
+from darts_jax import cli
 from darts_jax import parallel
 from darts_jax.errors import UserError
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Experiment config file (experiments/*.py).',
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (experiments/*.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
 flags.DEFINE_string('compilation_cache', os.path.expanduser('~/.cache/darts_jax/xla'),
@@ -51,69 +49,21 @@ def run(config, workdir: str) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  try:  # Before any other JAX call.
-    parallel.initialize_distributed(parallel.distributed_args(
-        FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id))
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  del argv  # cli.run refuses positional arguments.
+  # Before any other JAX call.
+  parallel.initialize_distributed(parallel.distributed_args(
+      FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id))
   if FLAGS.compilation_cache:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
-  try:
-    config = load_config()
-    if not FLAGS.workdir:
-      raise UserError('no --workdir given; pass a directory for the run\'s outputs')
-    result = run(config, FLAGS.workdir)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  config = cli.config_value(_CONFIG, 'experiments/search_digits.py')
+  if not FLAGS.workdir:
+    raise UserError('no --workdir given; pass a directory for the run\'s outputs')
+  result = run(config, FLAGS.workdir)
   logging.info('result: %s', result)
   for key, value in result.items():
     print(f'{key}: {value}')
 
 
-def parse_flags(argv):
-  """absl's flag parsing; a bad flag or --config override is one `error:` line, exit 2."""
-  try:
-    return FLAGS(argv)
-  except Exception as e:  # pylint: disable=broad-except
-    # ml_collections raises AttributeError/ValueError/OSError with nested quotes.
-    text = _one_line(e)
-    if _CONFIG_FILE_FAILED not in str(e):
-      text += '; check the --config.<field> names against the config file'
-    print(f'error: {text}', file=sys.stderr)
-    sys.exit(2)
-
-
-# ml_collections' message when the config file's get_config raised: it embeds the
-# whole traceback, of which the flag and the last exception are the message.
-_CONFIG_FILE_FAILED = 'Error whilst parsing config file'
-
-
-def _one_line(e: Exception) -> str:
-  text = str(e).replace('\\n', ' ').replace('\\', '').replace('"', '').replace("'", '')
-  text = ' '.join(text.split()).replace(' Did you mean', '. Did you mean')
-  if _CONFIG_FILE_FAILED in text:
-    flag = text.split(_CONFIG_FILE_FAILED)[0].rstrip(': ')
-    text = f'{flag}: {re.split(r"[A-Za-z]*(?:Error|Exception): ", text)[-1]}'
-  return f'unknown config field {text}' if isinstance(e, AttributeError) else text
-
-
-def load_config():
-  """FLAGS.config, or a UserError when it is missing or its file does not load."""
-  try:
-    config = FLAGS.config
-    if config is not None:
-      config.get('mode')  # A config file that failed to load raises here.
-  except (OSError, SyntaxError, ValueError, AttributeError, ImportError) as e:
-    raise UserError(f'cannot load --config: {_one_line(e)}') from e
-  if config is None:
-    raise UserError('no --config given; pass e.g. --config=experiments/search_digits.py')
-  return config
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main)

@@ -18,7 +18,6 @@ import html
 import json
 import math
 import os
-import sys
 import tempfile
 from typing import Any, Callable, Sequence
 
@@ -635,21 +634,18 @@ def _define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
+  del argv  # cli.run refuses positional arguments.
   from absl import flags  # pylint: disable=g-import-not-at-top
-  try:
-    if len(argv) > 1:
-      raise UserError(f'unexpected arguments {" ".join(argv[1:])}; use '
-                      '--workdir=<run dir>')
-    if not flags.FLAGS.workdir:
-      raise UserError('pass --workdir=<search or pipeline run directory>')
-    path = write_report(flags.FLAGS.workdir)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  print(path)
+  workdir = flags.FLAGS.workdir
+  if not workdir:
+    raise UserError('pass --workdir=<search or pipeline run directory>')
+  if os.path.isdir(workdir) and not os.path.isfile(os.path.join(workdir, 'config.json')):
+    raise UserError(f'{workdir} holds no run (no config.json); pass the --workdir of a '
+                    'search, augment or pipeline run')
+  print(write_report(workdir))
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
+  from darts_jax import cli  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main)
+  cli.run(main)

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from typing import Any, Sequence
 
-from absl import app
 from absl import flags
 import flax.linen as nn
 import jax
@@ -24,6 +22,7 @@ from ml_collections import config_flags
 
 from darts_jax import augment_net
 from darts_jax import augment_ops
+from darts_jax import cli
 from darts_jax.errors import UserError
 
 _AUX_PREFIX = 'auxiliary'
@@ -140,18 +139,9 @@ def summarize(config: Any, genotype_spec: str | None = None,
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    if _CONFIG.value is None:
-      raise UserError('pass --config=experiments/augment_cifar10.py (or '
-                      'another augment config)')
-    summary = summarize(_CONFIG.value, _GENOTYPE.value, _IMAGE_SIZE.value,
-                        _NUM_CLASSES.value)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  print(json.dumps(summary))
+  del argv  # cli.run refuses positional arguments.
+  config = cli.config_value(_CONFIG, 'experiments/augment_cifar10.py')
+  print(json.dumps(summarize(config, _GENOTYPE.value, _IMAGE_SIZE.value, _NUM_CLASSES.value)))
 
 
 def _define_flags():
@@ -172,4 +162,4 @@ def _define_flags():
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  cli.run(main)

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import zlib
 from typing import Any, Sequence
@@ -862,6 +861,12 @@ def run_cli(genotype: str | None = None, workdir: str | None = None,
   """The CLI's work: draw `genotype` into `out`, or a whole `workdir`."""
   if genotype and workdir:
     raise UserError('pass either --genotype or --workdir, not both')
+  if out:
+    try:
+      os.makedirs(out, exist_ok=True)
+    except OSError as e:
+      raise UserError(f'cannot create --out directory {out} ({e.strerror}); pass a writable '
+                      'path') from None
   if genotype:
     return draw_genotype(genotype, out or PLOTS_SUBDIR)
   if workdir:
@@ -884,22 +889,14 @@ def _define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
+  del argv  # cli.run refuses positional arguments.
   from absl import flags  # pylint: disable=g-import-not-at-top
   flag_values = flags.FLAGS
-  try:
-    if len(argv) > 1:
-      raise UserError(f'unexpected arguments {" ".join(argv[1:])}; use '
-                      '--genotype=..., --workdir=..., --out=...')
-    paths = run_cli(flag_values.genotype, flag_values.workdir,
-                    flag_values.out)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  for p in paths:
+  for p in run_cli(flag_values.genotype, flag_values.workdir, flag_values.out):
     print(p)
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
+  from darts_jax import cli  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main)
+  cli.run(main)

@@ -173,6 +173,35 @@ COMMAND_CASES = [
 ]
 
 
+TOOL_CASES = [  # (module, args; {tmp} is a fresh directory, {file} a file in it, fragment)
+    ('darts_jax.summary', ['--genotype=DARTS_V2', '--config=experiments/nope.py'],
+     'cannot load --config'),
+    ('darts_jax.summary', ['--genotype=DARTS_V2'], 'no --config given'),
+    ('darts_jax.visualize', ['--genotype=DARTS_V2', '--out={file}/cells'],
+     'cannot create --out directory'),
+    ('darts_jax.report', ['--workdir={tmp}'], 'holds no run (no config.json)'),
+    ('darts_jax.report', ['--workdirr={tmp}'], 'flag workdirr. Did you mean: workdir'),
+    ('darts_jax.main', ['--config=experiments/search_tiny.py', '--workdir={tmp}', 'extra'],
+     'unexpected arguments extra'),
+]
+
+
+@pytest.mark.parametrize('module,args,fragment', TOOL_CASES,
+                         ids=[f'{c[0]} {c[2]}' for c in TOOL_CASES])
+def test_tool_error_is_one_line(tmp_path, module, args, fragment):
+  """Every entry point (darts_jax.cli.run): bad input is one `error:` line, exit 2."""
+  (tmp_path / 'file').write_text('')
+  args = [a.format(tmp=tmp_path, file=tmp_path / 'file') for a in args]
+  proc = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, capture_output=True,
+                        text=True, check=False, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and fragment in last, last
+  assert '--config.<field>' not in last  # That hint is for config overrides only.
+  assert not os.path.exists(tmp_path / 'report.html')
+
+
 @pytest.mark.parametrize('name,args,fragment', COMMAND_CASES, ids=[c[0] for c in COMMAND_CASES])
 def test_command_line_error_is_one_line(tmp_path, name, args, fragment):
   del name
