@@ -526,8 +526,12 @@ def build_report_html(workdir: str | os.PathLike[str]) -> str:
 
     def cells() -> str:
       if rf.nb201_arch:
+        paths = visualize.draw_nb201_arch(rf.nb201_arch, tmp, prefix='cell_')
+        svg, png = (os.path.join(tmp, f'cell_cell.{ext}') for ext in ('svg', 'png'))
+        pic = svg if svg in paths and os.path.isfile(svg) else png
         return _section(
             'Final cell',
+            f'<div class="cells">{_img(pic, "NAS-Bench-201 cell")}</div>'
             f'<p class="sub">NAS-Bench-201 cell (node←input op): '
             f'{_esc(_nb201_cell_summary(rf.nb201_arch))}; from '
             f'{_esc(rf.genotype_source)}</p><pre id="genotype">{_esc(rf.nb201_arch)}</pre>',

@@ -509,13 +509,15 @@ def evaluate(eval_step, state, source, indices, config, mesh):
 
 
 def write_epoch_outputs(workdir, epoch, alphas, primitives, genotype):
-  if not isinstance(genotype, genotypes.Genotype):  # NAS-Bench-201: no cell pictures.
-    return methods.write_epoch_outputs(workdir, epoch, alphas, primitives, genotype)
+  from darts_jax import visualize  # Imports matplotlib: only where pictures are drawn.
+  if not isinstance(genotype, genotypes.Genotype):  # NAS-Bench-201: its one cell.
+    methods.write_epoch_outputs(workdir, epoch, alphas, primitives, genotype)
+    visualize.draw_epoch(workdir, epoch, genotype)
+    return
   checkpoint.write_npz(os.path.join(workdir, 'alphas', f'epoch_{epoch:03d}.npz'),
                        primitives=np.array(primitives), **alphas)
   with open(os.path.join(workdir, 'genotypes.jsonl'), 'a', encoding='utf-8') as f:
     f.write(json.dumps({'epoch': epoch, 'genotype': genotypes.genotype_to_json(genotype),
                         'text': genotypes.genotype_to_text(genotype)}) + '\n')
-  from darts_jax import visualize  # Imports matplotlib: only where pictures are drawn.
   visualize.draw_epoch(workdir, epoch, genotype, alphas['normal'], alphas['reduce'],
                        primitives)

@@ -172,6 +172,20 @@ def _dot_quote(s: str) -> str:
 # Cells.
 
 
+def _dot_header(name: str, title: str) -> list[str]:
+  """The opening lines of a cell's DOT graph: left to right, rounded filled boxes."""
+  return [
+      f'digraph {name} {{',
+      f'  graph [rankdir=LR, label={_dot_quote(title)}, labelloc=t, '
+      'fontname="Helvetica", fontsize=22, bgcolor=white, '
+      'nodesep=0.35, ranksep=0.6];',
+      '  node [shape=box, style="rounded,filled", fontname="Helvetica", '
+      'fontsize=20, height=0.5, width=0.5, penwidth=2];',
+      '  edge [fontname="Helvetica", fontsize=16, penwidth=1.6, '
+      'arrowsize=0.9];',
+  ]
+
+
 def cell_to_dot(genotype: Genotype, cell: str = 'normal',
                 title: str | None = None) -> str:
   """Graphviz DOT text of one cell, laid out left to right.
@@ -189,15 +203,7 @@ def cell_to_dot(genotype: Genotype, cell: str = 'normal',
   pairs, concat = _cell_pairs(g, cell)
   steps = len(pairs) // 2
   q = _dot_quote
-  lines = [
-      f'digraph {cell} {{',
-      f'  graph [rankdir=LR, label={q(title or cell + " cell")}, labelloc=t, '
-      'fontname="Helvetica", fontsize=22, bgcolor=white, '
-      'nodesep=0.35, ranksep=0.6];',
-      '  node [shape=box, style="rounded,filled", fontname="Helvetica", '
-      'fontsize=20, height=0.5, width=0.5, penwidth=2];',
-      '  edge [fontname="Helvetica", fontsize=16, penwidth=1.6, '
-      'arrowsize=0.9];',
+  lines = _dot_header(cell, title or cell + ' cell') + [
       f'  {q(_state_name(0))} [fillcolor={q(_INPUT_COLOR)}];',
       f'  {q(_state_name(1))} [fillcolor={q(_INPUT_COLOR)}];',
       f'  {{ rank=same; {q(_state_name(0))}; {q(_state_name(1))}; }}',
@@ -284,6 +290,53 @@ def draw_genotype(genotype: Any, out_dir: str | os.PathLike[str],
   return paths
 
 
+def _nb201_graph(arch: Any) -> tuple[dict[int, tuple[str, str]], list[tuple[int, int, str]]]:
+  """Nodes 0 (input) .. 3 (output) and the edges that carry something (not 'none')."""
+  from darts_jax import nb201  # pylint: disable=g-import-not-at-top
+  arch = arch if isinstance(arch, nb201.Arch) else nb201.load_arch(arch)
+  last = len(arch.nodes)
+  nodes = {i: (str(i), _INPUT_COLOR if i == 0 else _OUTPUT_COLOR if i == last else _NODE_COLOR)
+           for i in range(last + 1)}
+  edges = [(src, dst, op) for dst, node in enumerate(arch.nodes, start=1) for op, src in node
+           if op != 'none']
+  return nodes, edges
+
+
+def nb201_cell_to_dot(arch: Any, title: str = 'NAS-Bench-201 cell') -> str:
+  """Graphviz DOT text of a NAS-Bench-201 cell: input node 0 (green), output node 3
+  (yellow); 'none' edges are left out."""
+  nodes, edges = _nb201_graph(arch)
+  q = _dot_quote
+  lines = _dot_header('nb201', title)
+  lines += [f'  {q(label)} [fillcolor={q(color)}];' for label, color in nodes.values()]
+  lines += [f'  {q(str(src))} -> {q(str(dst))} [label={q(op)}, color={q(op_color(op))}, '
+            f'fontcolor={q(op_color(op))}];' for src, dst, op in edges]
+  return '\n'.join(lines + ['}']) + '\n'
+
+
+def draw_nb201_arch(arch: Any, out_dir: str | os.PathLike[str], prefix: str = '',
+                    formats: Sequence[str] = FORMATS) -> list[str]:
+  """Writes `{prefix}cell.{dot,png,svg}` of a NAS-Bench-201 arch (an Arch, an arch
+  string, or a file or workdir holding one); graphviz if installed, else matplotlib."""
+  nodes, edges = _nb201_graph(arch)
+  out_dir = os.fspath(out_dir)
+  os.makedirs(out_dir, exist_ok=True)
+  base = os.path.join(out_dir, f'{prefix}cell')
+  with open(base + '.dot', 'w', encoding='utf-8') as f:
+    f.write(nb201_cell_to_dot(arch))
+  if not formats:
+    return [base + '.dot']
+  dot_bin = shutil.which('dot')
+  if dot_bin is None:
+    _warn_no_dot()
+  if dot_bin is None or not _render_dot(dot_bin, base + '.dot', base, formats):
+    # A zigzag: no edge passes through a node, so all can be straight.
+    pos = {node: (2.6 * node, 0.0 if node in (0, len(nodes) - 1) else 1.3 * (-1) ** (node + 1))
+           for node in nodes}
+    _draw_graph_matplotlib('NAS-Bench-201 cell', pos, nodes, edges, base, formats)
+  return [base + '.dot'] + [f'{base}.{fmt}' for fmt in formats]
+
+
 def _cell_layout(pairs: list[tuple[str, int]], concat: list[int]
                  ) -> dict[Any, tuple[float, float]]:
   """Layered left-to-right positions: x = longest path from the inputs."""
@@ -309,7 +362,20 @@ def _draw_cell_matplotlib(g: Genotype, cell: str, base: str,
                           formats: Sequence[str]) -> None:
   """Fallback cell picture without graphviz (same nodes, edges and labels)."""
   pairs, concat = _cell_pairs(g, cell)
-  pos = _cell_layout(pairs, concat)
+  nodes = {state: (_state_name(state), _INPUT_COLOR if state in (0, 1) else _NODE_COLOR)
+           for state in range(len(pairs) // 2 + 2)}
+  nodes['out'] = (_OUTPUT_NAME, _OUTPUT_COLOR)
+  edges = [(src, k // 2 + 2, op) for k, (op, src) in enumerate(pairs)]
+  edges += [(s, 'out', None) for s in concat]
+  _draw_graph_matplotlib(f'{cell} cell', _cell_layout(pairs, concat), nodes, edges, base,
+                         formats)
+
+
+def _draw_graph_matplotlib(title: str, pos: dict[Any, tuple[float, float]],
+                           nodes: dict[Any, tuple[str, str]],
+                           edges: list[tuple[Any, Any, str | None]], base: str,
+                           formats: Sequence[str]) -> None:
+  """Boxes `nodes` (label, colour) at `pos`; arrows `edges` (src, dst, op or None)."""
   xs = [p[0] for p in pos.values()]
   ys = [p[1] for p in pos.values()]
   width = max(xs) - min(xs) + 2.4
@@ -320,15 +386,11 @@ def _draw_cell_matplotlib(g: Genotype, cell: str, base: str,
   ax.axis('off')
   ax.set_xlim(min(xs) - 1.1, max(xs) + 1.1)
   ax.set_ylim(min(ys) - 0.9, max(ys) + 0.9)
-  fig.suptitle(f'{cell} cell', fontsize=14)
+  fig.suptitle(title, fontsize=14)
 
   half_widths = {}
   for node, (x, y) in pos.items():
-    if node == 'out':
-      label, color = _OUTPUT_NAME, _OUTPUT_COLOR
-    else:
-      label = _state_name(node)
-      color = _INPUT_COLOR if node in (0, 1) else _NODE_COLOR
+    label, color = nodes[node]
     w = 0.95 if len(label) > 2 else 0.55
     ax.add_patch(patches.FancyBboxPatch(
         (x - w / 2, y - 0.25), w, 0.5, boxstyle='round,pad=0.05',
@@ -336,8 +398,6 @@ def _draw_cell_matplotlib(g: Genotype, cell: str, base: str,
     ax.text(x, y, label, ha='center', va='center', fontsize=11, zorder=4)
     half_widths[node] = w / 2
 
-  edges = [(src, k // 2 + 2, op) for k, (op, src) in enumerate(pairs)]
-  edges += [(s, 'out', None) for s in concat]
   seen: dict[tuple[Any, Any], int] = {}
   curve_ys = list(ys)
   for src, dst, op in edges:
@@ -818,8 +878,8 @@ def draw_epoch(workdir: str | os.PathLike[str], epoch: int,
                primitives: Sequence[str] | None = None) -> list[str]:
   """Per-epoch pictures for a running search; never raises.
 
-  Writes `<workdir>/plots/epoch_003_{normal,reduce}.{dot,png,svg}`, copies
-  them to `latest_{normal,reduce}.*`, and draws `latest_alphas.png` (heat
+  Writes `<workdir>/plots/epoch_003_{normal,reduce}.{dot,png,svg}` (a NAS-Bench-201
+  arch: `epoch_003_cell.*`), copies them to `latest_{normal,reduce}.*`, and draws `latest_alphas.png` (heat
   map) when alphas are given. Failures are logged as warnings.
 
   Returns:
@@ -831,7 +891,8 @@ def draw_epoch(workdir: str | os.PathLike[str], epoch: int,
     os.makedirs(plots, exist_ok=True)
     if genotype is not None:
       prefix = f'epoch_{int(epoch):03d}_'
-      for p in draw_genotype(genotype, plots, prefix=prefix):
+      draw = draw_nb201_arch if _is_nb201(genotype) else draw_genotype
+      for p in draw(genotype, plots, prefix=prefix):
         paths.append(p)
         latest = os.path.join(
             plots, 'latest_' + os.path.basename(p)[len(prefix):])
@@ -852,6 +913,12 @@ def draw_epoch(workdir: str | os.PathLike[str], epoch: int,
   return paths
 
 
+def _is_nb201(spec: Any) -> bool:
+  """A NAS-Bench-201 Arch, arch string, or file / workdir holding one."""
+  from darts_jax import nb201  # pylint: disable=g-import-not-at-top
+  return isinstance(spec, nb201.Arch) or nb201.is_arch_spec(spec)
+
+
 # ----------------------------------------------------------------------------
 # CLI.
 
@@ -868,7 +935,8 @@ def run_cli(genotype: str | None = None, workdir: str | None = None,
       raise UserError(f'cannot create --out directory {out} ({e.strerror}); pass a writable '
                       'path') from None
   if genotype:
-    return draw_genotype(genotype, out or PLOTS_SUBDIR)
+    draw = draw_nb201_arch if _is_nb201(genotype) else draw_genotype
+    return draw(genotype, out or PLOTS_SUBDIR)
   if workdir:
     return draw_workdir(workdir, out)
   raise UserError('nothing to draw: pass --genotype=<zoo name | text | path> '

@@ -229,6 +229,7 @@ def test_search_derives_a_valid_cell(method, tmp_path):
   alphas = np.load(os.path.join(tmp_path, 'alphas.npz'))
   assert alphas['normal'].shape == (6, 5) and 'reduce' not in alphas
   assert os.path.exists(os.path.join(tmp_path, 'alphas', 'epoch_001.npz'))
+  assert os.path.exists(os.path.join(tmp_path, 'plots', 'latest_cell.png'))
 
 
 def test_train_an_arch_string_from_scratch(tmp_path):

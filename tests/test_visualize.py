@@ -7,6 +7,7 @@ import html.parser
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -302,6 +303,35 @@ def test_visualize_cli_subprocess_error():
   assert 'Traceback' not in proc.stderr
 
 
+NB201_ARCH = ('|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+'
+              '|none~0|avg_pool_3x3~1|skip_connect~2|')
+
+
+def test_nb201_cell_dot_has_every_edge_but_none():
+  dot = visualize.nb201_cell_to_dot(NB201_ARCH)
+  edges = sorted(re.findall(r'"(\d)" -> "(\d)" \[label="(\w+)"', dot))
+  assert edges == [('0', '1', 'nor_conv_3x3'), ('0', '2', 'skip_connect'),
+                   ('1', '2', 'nor_conv_1x1'), ('1', '3', 'avg_pool_3x3'),
+                   ('2', '3', 'skip_connect')]
+  assert dot.count('fillcolor=') == 4  # Nodes 0 (input) .. 3 (output).
+
+
+def test_nb201_cell_pictures_from_string_workdir_cli_and_epoch(tmp_path):
+  paths = visualize.draw_nb201_arch(NB201_ARCH, str(tmp_path / 'a'), prefix='x_')
+  assert [os.path.basename(p) for p in paths] == ['x_cell.dot', 'x_cell.png', 'x_cell.svg']
+  _check_png(paths[1])
+  _check_svg(paths[2])
+  run = tmp_path / 'run'
+  run.mkdir()
+  (run / 'arch.txt').write_text(NB201_ARCH + '\n')
+  paths = visualize.run_cli(genotype=str(run), out=str(tmp_path / 'cli'))
+  assert {os.path.basename(p) for p in paths} == {'cell.dot', 'cell.png', 'cell.svg'}
+  from darts_jax import nb201  # pylint: disable=g-import-not-at-top
+  paths = visualize.draw_epoch(str(run), 3, nb201.parse_arch(NB201_ARCH))
+  names = {os.path.basename(p) for p in paths}
+  assert {'epoch_003_cell.png', 'latest_cell.png', 'latest_cell.svg'} <= names, names
+
+
 # ----------------------------------------------------------------------------
 # report.py
 
@@ -376,6 +406,7 @@ def test_report_of_a_nas_bench_201_search(tmp_path):
   page = open(report.write_report(str(d)), encoding='utf-8').read()
   parser = _Collector()
   parser.feed(page)
-  assert len(parser.imgs) >= 3  # Search curves, heat map, evolution.
+  assert len(parser.imgs) >= 4  # Search curves, heat map, evolution, the cell.
+  assert 'alt="NAS-Bench-201 cell"' in page
   assert arch in page and 'Cell per epoch' in page and 'Final cell' in page
   assert 'failed' not in page and 'not drawn' not in page, page[page.find('Notes'):][:500]
