@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import zlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import logging
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -272,22 +272,29 @@ def draw_genotype(genotype: Any, out_dir: str | os.PathLike[str],
   g = _as_genotype(genotype)
   out_dir = os.fspath(out_dir)
   os.makedirs(out_dir, exist_ok=True)
-  dot_bin = shutil.which('dot')
-  if dot_bin is None:
-    _warn_no_dot()
   paths = []
   for cell in CELLS:
     base = os.path.join(out_dir, f'{prefix}{cell}')
-    dot_path = base + '.dot'
-    with open(dot_path, 'w', encoding='utf-8') as f:
-      f.write(cell_to_dot(g, cell))
-    paths.append(dot_path)
-    if not formats:
-      continue
-    if dot_bin is None or not _render_dot(dot_bin, dot_path, base, formats):
-      _draw_cell_matplotlib(g, cell, base, formats)
-    paths += [f'{base}.{fmt}' for fmt in formats]
+    paths += _write_picture(base, cell_to_dot(g, cell), formats,
+                            lambda base=base, cell=cell: _draw_cell_matplotlib(
+                                g, cell, base, formats))
   return paths
+
+
+def _write_picture(base: str, dot_text: str, formats: Sequence[str],
+                   draw_matplotlib: Callable[[], None]) -> list[str]:
+  """Writes `base.dot`, then `base.<format>` by graphviz if installed, else (after one
+  warning saying how to install it) by `draw_matplotlib`; returns the paths."""
+  with open(base + '.dot', 'w', encoding='utf-8') as f:
+    f.write(dot_text)
+  if not formats:
+    return [base + '.dot']
+  dot_bin = shutil.which('dot')
+  if dot_bin is None:
+    _warn_no_dot()
+  if dot_bin is None or not _render_dot(dot_bin, base + '.dot', base, formats):
+    draw_matplotlib()
+  return [base + '.dot'] + [f'{base}.{fmt}' for fmt in formats]
 
 
 def _nb201_graph(arch: Any) -> tuple[dict[int, tuple[str, str]], list[tuple[int, int, str]]]:
@@ -322,19 +329,11 @@ def draw_nb201_arch(arch: Any, out_dir: str | os.PathLike[str], prefix: str = ''
   out_dir = os.fspath(out_dir)
   os.makedirs(out_dir, exist_ok=True)
   base = os.path.join(out_dir, f'{prefix}cell')
-  with open(base + '.dot', 'w', encoding='utf-8') as f:
-    f.write(nb201_cell_to_dot(arch))
-  if not formats:
-    return [base + '.dot']
-  dot_bin = shutil.which('dot')
-  if dot_bin is None:
-    _warn_no_dot()
-  if dot_bin is None or not _render_dot(dot_bin, base + '.dot', base, formats):
-    # A zigzag: no edge passes through a node, so all can be straight.
-    pos = {node: (2.6 * node, 0.0 if node in (0, len(nodes) - 1) else 1.3 * (-1) ** (node + 1))
-           for node in nodes}
-    _draw_graph_matplotlib('NAS-Bench-201 cell', pos, nodes, edges, base, formats)
-  return [base + '.dot'] + [f'{base}.{fmt}' for fmt in formats]
+  # A zigzag: no edge passes through a node, so all can be straight.
+  pos = {node: (2.6 * node, 0.0 if node in (0, len(nodes) - 1) else 1.3 * (-1) ** (node + 1))
+         for node in nodes}
+  return _write_picture(base, nb201_cell_to_dot(arch), formats, lambda: _draw_graph_matplotlib(
+      'NAS-Bench-201 cell', pos, nodes, edges, base, formats))
 
 
 def _cell_layout(pairs: list[tuple[str, int]], concat: list[int]
