@@ -24,8 +24,11 @@ from typing import Any, Callable, Sequence
 from absl import logging
 import numpy as np
 
+from darts_jax import alpha_plots
+from darts_jax import cell_drawing
+from darts_jax import figures
 from darts_jax import genotypes as genotypes_lib
-from darts_jax import visualize
+from darts_jax import run_files
 from darts_jax.errors import UserError
 
 REPORT_NAME = 'report.html'
@@ -156,7 +159,7 @@ def read_metrics(path: str, notes: list[str]) -> list[dict[str, Any]]:
     notes.append(f'no {path}: its curves are not drawn')
     return []
   try:
-    rows = visualize.read_jsonl(path, notes)
+    rows = run_files.read_jsonl(path, notes)
   except OSError as e:
     notes.append(f'skipped {path}: {e}')
     return []
@@ -216,7 +219,7 @@ def _plot_panels(panels: list[tuple[str, list[tuple[np.ndarray, np.ndarray,
     return None
   ncols = 2 if len(panels) == 4 else min(3, len(panels))
   nrows = math.ceil(len(panels) / ncols)
-  fig = visualize.new_figure((4.1 * ncols, 3.0 * nrows))
+  fig = figures.new_figure((4.1 * ncols, 3.0 * nrows))
   axes = fig.subplots(nrows, ncols, squeeze=False)
   for ax, (title, lines, xlabel, ylabel, log) in zip(axes.flat, panels):
     for x, y, label in lines:
@@ -234,7 +237,7 @@ def _plot_panels(panels: list[tuple[str, list[tuple[np.ndarray, np.ndarray,
   for ax in list(axes.flat)[len(panels):]:
     ax.axis('off')
   fig.tight_layout()
-  visualize.save_figure(fig, path, dpi=100)
+  figures.save_figure(fig, path, dpi=100)
   return path
 
 
@@ -300,7 +303,7 @@ def _nb201_cell_summary(arch: str) -> str:
   """'1←0 nor_conv_3x3, 2←0 ..., ...' for an arch string."""
   edges = _nb201_edges(arch)
   return ', '.join(f'{dst}←{src} {op}'
-                   for (dst, _), (op, src) in zip(visualize.nb201_edges(), edges))
+                   for (dst, _), (op, src) in zip(alpha_plots.nb201_edges(), edges))
 
 
 def _summary_cards(rows: list[dict[str, Any]], g: Any,
@@ -413,7 +416,7 @@ def _history_section(path: str, notes: list[str]) -> str:
   if not os.path.isfile(path):
     notes.append(f'no {path}: genotype history not shown')
     return ''
-  records = visualize.read_jsonl(path, notes)
+  records = run_files.read_jsonl(path, notes)
   nb201 = [r for r in records if isinstance(r.get('genotype'), dict)
            and isinstance(r['genotype'].get('nb201_arch'), str)]
   if nb201:
@@ -422,7 +425,7 @@ def _history_section(path: str, notes: list[str]) -> str:
   prev = None
   for rec in records:
     try:
-      g = visualize.genotype_from_record(rec.get('genotype'))
+      g = run_files.genotype_from_record(rec.get('genotype'))
     except UserError as e:
       notes.append(f'{path}: epoch {rec.get("epoch")}: {e}')
       continue
@@ -470,7 +473,7 @@ def _safe(notes: list[str], what: str, fn: Callable[[], str]) -> str:
 
 def build_report_html(workdir: str | os.PathLike[str]) -> str:
   """The report page for `workdir` as a string (see `write_report`)."""
-  rf = visualize.find_run_files(workdir)  # UserError if not a directory.
+  rf = run_files.find_run_files(workdir)  # UserError if not a directory.
   workdir, search_dir = rf.workdir, rf.search_dir
   notes = list(rf.notes)
   g = rf.genotype
@@ -526,7 +529,7 @@ def build_report_html(workdir: str | os.PathLike[str]) -> str:
 
     def cells() -> str:
       if rf.nb201_arch:
-        paths = visualize.draw_nb201_arch(rf.nb201_arch, tmp, prefix='cell_')
+        paths = cell_drawing.draw_nb201_arch(rf.nb201_arch, tmp, prefix='cell_')
         svg, png = (os.path.join(tmp, f'cell_cell.{ext}') for ext in ('svg', 'png'))
         pic = svg if svg in paths and os.path.isfile(svg) else png
         return _section(
@@ -538,9 +541,9 @@ def build_report_html(workdir: str | os.PathLike[str]) -> str:
             'cells')
       if g is None:
         return ''
-      paths = visualize.draw_genotype(g, tmp, prefix='cell_')
+      paths = cell_drawing.draw_genotype(g, tmp, prefix='cell_')
       figs = []
-      for cell in visualize.CELLS:
+      for cell in figures.CELLS:
         svg = os.path.join(tmp, f'cell_{cell}.svg')
         png = os.path.join(tmp, f'cell_{cell}.png')
         pic = svg if svg in paths and os.path.isfile(svg) else png
@@ -556,15 +559,15 @@ def build_report_html(workdir: str | os.PathLike[str]) -> str:
     def alphas() -> str:
       body = []
       if rf.final_alphas:
-        n, r, prims = visualize.load_alphas(rf.final_alphas)
-        p = visualize.plot_alpha_heatmap(
+        n, r, prims = alpha_plots.load_alphas(rf.final_alphas)
+        p = alpha_plots.plot_alpha_heatmap(
             n, r, prims, os.path.join(tmp, 'alphas.png'))
         body.append(_img(p, 'alpha heat map',
                          f'final architecture weights '
                          f'({os.path.basename(rf.final_alphas)}): '
                          'softmax over ops per edge; red boxes are kept'))
       if rf.epoch_alphas:
-        p = visualize.plot_alpha_evolution(
+        p = alpha_plots.plot_alpha_evolution(
             rf.epoch_alphas, os.path.join(tmp, 'alpha_evolution.png'))
         body.append(_img(p, 'alpha evolution',
                          f'{len(rf.epoch_alphas)} epochs of alphas'))

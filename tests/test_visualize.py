@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from darts_jax import alpha_plots
+from darts_jax import cell_drawing
 from darts_jax import genotypes as G
 from darts_jax import metrics
 from darts_jax import report
@@ -194,13 +196,13 @@ def test_progress_tty_bar():
 
 
 # ----------------------------------------------------------------------------
-# visualize.py
+# cell_drawing.py, alpha_plots.py
 
 
 def test_cell_to_dot_has_every_op():
   g = G.ZOO['PDARTS']
   for cell in ('normal', 'reduce'):
-    dot = visualize.cell_to_dot(g, cell)
+    dot = cell_drawing.cell_to_dot(g, cell)
     assert dot.startswith(f'digraph {cell} {{')
     for op, _ in getattr(g, cell):
       assert f'label="{op}"' in dot
@@ -209,12 +211,12 @@ def test_cell_to_dot_has_every_op():
     for name in ('c_{k-2}', 'c_{k-1}', 'c_{k}', '"0"', '"3"'):
       assert name in dot
   with pytest.raises(ValueError):
-    visualize.cell_to_dot(g, 'other')
+    cell_drawing.cell_to_dot(g, 'other')
 
 
 @pytest.mark.skipif(shutil.which('dot') is None, reason='graphviz missing')
 def test_draw_genotype_with_dot(tmp_path):
-  paths = visualize.draw_genotype(G.DARTS_V2, str(tmp_path), prefix='x_')
+  paths = cell_drawing.draw_genotype(G.DARTS_V2, str(tmp_path), prefix='x_')
   names = sorted(os.path.basename(p) for p in paths)
   assert names == sorted(f'x_{c}.{e}' for c in ('normal', 'reduce')
                          for e in ('dot', 'png', 'svg'))
@@ -226,12 +228,12 @@ def test_draw_genotype_with_dot(tmp_path):
 
 
 def test_draw_genotype_without_dot(tmp_path, monkeypatch, caplog):
-  monkeypatch.setattr(visualize.shutil, 'which', lambda name: None)
-  monkeypatch.setattr(visualize, '_warned_no_dot', False)
+  monkeypatch.setattr(cell_drawing.shutil, 'which', lambda name: None)
+  monkeypatch.setattr(cell_drawing, '_warned_no_dot', False)
   caplog.set_level(logging.WARNING)
-  paths = visualize.draw_genotype('DARTS_V1', str(tmp_path))
-  visualize.draw_genotype('DARTS_V1', str(tmp_path), prefix='again_',
-                          formats=())  # Only .dot files: no second warning.
+  paths = cell_drawing.draw_genotype('DARTS_V1', str(tmp_path))
+  cell_drawing.draw_genotype('DARTS_V1', str(tmp_path), prefix='again_',
+                             formats=())  # Only .dot files: no second warning.
   for cell in ('normal', 'reduce'):
     assert (tmp_path / f'{cell}.dot').read_text().startswith('digraph')
     _check_png(str(tmp_path / f'{cell}.png'))
@@ -245,22 +247,22 @@ def test_draw_genotype_without_dot(tmp_path, monkeypatch, caplog):
 
 
 def test_heatmap_and_evolution(search_dir, tmp_path):
-  n, r, prims = visualize.load_alphas(os.path.join(search_dir, 'alphas.npz'))
+  n, r, prims = alpha_plots.load_alphas(os.path.join(search_dir, 'alphas.npz'))
   assert prims == list(G.PRIMITIVES)
-  heat = visualize.plot_alpha_heatmap(n, r, prims, str(tmp_path / 'h.png'))
+  heat = alpha_plots.plot_alpha_heatmap(n, r, prims, str(tmp_path / 'h.png'))
   _check_png(heat)
   files = sorted(glob.glob(os.path.join(search_dir, 'alphas', '*.npz')))
   bad = tmp_path / 'epoch_009.npz'
   bad.write_bytes(b'not an npz')
-  evo = visualize.plot_alpha_evolution(files + [str(bad)],
-                                       str(tmp_path / 'evo.png'))
+  evo = alpha_plots.plot_alpha_evolution(files + [str(bad)],
+                                         str(tmp_path / 'evo.png'))
   _check_png(evo)
   with pytest.raises(UserError):
-    visualize.plot_alpha_evolution([str(bad)], str(tmp_path / 'none.png'))
+    alpha_plots.plot_alpha_evolution([str(bad)], str(tmp_path / 'none.png'))
 
 
 def test_edge_labels():
-  labels = visualize.edge_labels(14)
+  labels = alpha_plots.edge_labels(14)
   assert labels[0] == '2←0' and labels[2] == '3←0' and labels[-1] == '5←4'
 
 
@@ -308,7 +310,7 @@ NB201_ARCH = ('|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+'
 
 
 def test_nb201_cell_dot_has_every_edge_but_none():
-  dot = visualize.nb201_cell_to_dot(NB201_ARCH)
+  dot = cell_drawing.nb201_cell_to_dot(NB201_ARCH)
   edges = sorted(re.findall(r'"(\d)" -> "(\d)" \[label="(\w+)"', dot))
   assert edges == [('0', '1', 'nor_conv_3x3'), ('0', '2', 'skip_connect'),
                    ('1', '2', 'nor_conv_1x1'), ('1', '3', 'avg_pool_3x3'),
@@ -317,7 +319,7 @@ def test_nb201_cell_dot_has_every_edge_but_none():
 
 
 def test_nb201_cell_pictures_from_string_workdir_cli_and_epoch(tmp_path):
-  paths = visualize.draw_nb201_arch(NB201_ARCH, str(tmp_path / 'a'), prefix='x_')
+  paths = cell_drawing.draw_nb201_arch(NB201_ARCH, str(tmp_path / 'a'), prefix='x_')
   assert [os.path.basename(p) for p in paths] == ['x_cell.dot', 'x_cell.png', 'x_cell.svg']
   _check_png(paths[1])
   _check_svg(paths[2])
@@ -400,9 +402,9 @@ def test_report_of_a_nas_bench_201_search(tmp_path):
   (d / 'metrics.jsonl').write_text(
       ''.join(json.dumps({'epoch': e, 'val_acc': 0.1 * e, 'train_loss': 1.0 / e}) + '\n'
               for e in range(1, EPOCHS + 1)))
-  normal, reduce, names = visualize.load_alphas(str(d / 'alphas.npz'))
+  normal, reduce, names = alpha_plots.load_alphas(str(d / 'alphas.npz'))
   assert normal.shape == (6, 5) and reduce is None and names == prims
-  assert visualize.edge_labels(6, nb201=True) == ['1←0', '2←0', '2←1', '3←0', '3←1', '3←2']
+  assert alpha_plots.edge_labels(6, nb201=True) == ['1←0', '2←0', '2←1', '3←0', '3←1', '3←2']
   page = open(report.write_report(str(d)), encoding='utf-8').read()
   parser = _Collector()
   parser.feed(page)
