@@ -209,7 +209,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_step = parallel.jit(make_train_step(model, config, info, steps_per_epoch),
                             donate_argnums=(0,))
   eval_step = parallel.jit(make_eval_step(model, info))
-  writer = metrics.MetricWriter(workdir, enabled=is_main)
+  writer = metrics.MetricWriter(workdir, enabled=is_main, first_step=start_step + 1)
 
   test_acc = None
   with preemption.stop_on_sigterm() as stop_request:
@@ -227,30 +227,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                   desc=f'epoch {epoch + 1}/{config.train.epochs}',
                                   enabled=is_main)
       progress.n = step - epoch * steps_per_epoch
-      step_metrics = []
+      epoch_metrics = preemption.EpochMetrics()
+      if epoch == start_epoch:
+        epoch_metrics.resume(meta, start_step - start_epoch * steps_per_epoch)
       for train_batch in loader:
         state, m = train_step(state, parallel.shard_batch(train_batch, mesh))
         step += 1
-        step_metrics.append(m)
+        epoch_metrics.append(m)
         guard.add(step, m['finite'])
-        progress.step_dispatched(step_metrics)
-        if guard.after_step(state, step):
+        progress.step_dispatched(epoch_metrics.steps)
+        if guard.after_step(state, step, epoch_metrics):
           progress.close()
           writer.close()
           return guard.preempted_result(step)
       jax.block_until_ready(state)
       progress.close()
       guard.check_finite()
-      host = jax.device_get(step_metrics)
+      host = epoch_metrics.host()
 
       test_loss, test_acc = search.evaluate(eval_step, state, test_source, test_idx, config,
                                             mesh)
       epoch_summary = {
           'epoch': epoch + 1,
-          'train_loss': float(np.mean([m['train_loss'] for m in host])),
-          'train_acc': float(np.mean([m['train_acc'] for m in host])),
+          'train_loss': epoch_metrics.mean(host, 'train_loss'),
+          'train_acc': epoch_metrics.mean(host, 'train_acc'),
           'test_loss': test_loss, 'test_acc': test_acc,
-          'lr': float(host[-1]['lr']),
+          'lr': host[-1]['lr'],
           'drop_path_prob': config.model.drop_path_prob * epoch / config.train.epochs,
           'epoch_seconds': time.time() - epoch_start,
       }

@@ -3,8 +3,9 @@
 A checkpoint is an orbax step directory `<workdir>/checkpoints/<step>/` with two
 items: `state`, the whole run state pytree (weights, batch statistics, alphas,
 both optimizer states, the step counter), and `meta`, JSON with the step, the
-completed epochs and the position in the epoch. Nothing else is needed to
-resume exactly:
+completed epochs, the position in the epoch and, mid-epoch, the metrics of the
+epoch's steps so far (so the epoch's averages in metrics.jsonl cover all its
+steps after a resume). Nothing else is needed to resume exactly:
 
 - the RNG is not stored: every step's key is fold_in(key(config.seed), step),
   so the step counter is the RNG state;
@@ -95,14 +96,17 @@ def saved_steps(workdir) -> list:
     return sorted(manager.all_steps())
 
 
-def save(workdir, state, step: int, steps_per_epoch: int, keep: int = KEEP):
+def save(workdir, state, step: int, steps_per_epoch: int, keep: int = KEEP,
+         epoch_step_metrics=()):
   """Saves the state after `step` steps (synchronously) and prunes to the last `keep`.
 
-  Every process calls it (orbax writes from the primary one).
+  Every process calls it (orbax writes from the primary one). `epoch_step_metrics`:
+  one dict of float scalars per step of the epoch so far (kept in the meta JSON).
   """
   epoch, step_in_epoch = divmod(int(step), steps_per_epoch)
   meta = {'step': int(step), 'epoch': epoch, 'step_in_epoch': step_in_epoch,
-          'steps_per_epoch': steps_per_epoch}
+          'steps_per_epoch': steps_per_epoch,
+          'epoch_step_metrics': [dict(m) for m in epoch_step_metrics]}
   with _manager(workdir, keep) as manager:
     if step in manager.all_steps():  # Saving the same step again replaces it.
       manager.delete(step)

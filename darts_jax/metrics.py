@@ -81,13 +81,17 @@ class MetricWriter:
 
   Only the writing process should pass `enabled=True` (e.g.
   `enabled=jax.process_index() == 0`); a disabled writer writes nothing.
+  `first_step`: the first step this writer can write; TensorBoard hides the
+  events of an interrupted run from that step on (its `purge_step`), as the
+  trainers truncate metrics.jsonl to the checkpoint's epoch.
   """
 
   def __init__(self,
                workdir: str | os.PathLike[str],
                filename: str = 'metrics.jsonl',
                enabled: bool = True,
-               tensorboard: bool = True):
+               tensorboard: bool = True,
+               first_step: int | None = None):
     self.workdir = os.fspath(workdir)
     self.path = os.path.join(self.workdir, filename)
     self.enabled = enabled
@@ -99,7 +103,7 @@ class MetricWriter:
     os.makedirs(self.workdir, exist_ok=True)
     if tensorboard:
       self._tb = _make_tensorboard_writer(
-          os.path.join(self.workdir, TENSORBOARD_SUBDIR))
+          os.path.join(self.workdir, TENSORBOARD_SUBDIR), first_step)
 
   @property
   def tensorboard_enabled(self) -> bool:
@@ -180,7 +184,7 @@ class MetricWriter:
     self.close()
 
 
-def _make_tensorboard_writer(logdir: str) -> Any:
+def _make_tensorboard_writer(logdir: str, purge_step: int | None) -> Any:
   global _warned_no_tensorboard
   try:
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
@@ -191,7 +195,10 @@ def _make_tensorboard_writer(logdir: str) -> Any:
                    '(metrics.jsonl is still written); to enable it run '
                    '`pip install tensorboardX`')
     return None
-  return SummaryWriter(logdir=logdir, flush_secs=30)
+  # tensorboardX names the file by the second: without a finer suffix a writer opened
+  # within the same second as the last one (a quick restart) would overwrite its file.
+  return SummaryWriter(logdir=logdir, flush_secs=30, purge_step=purge_step,
+                       filename_suffix=f'.{time.time_ns()}')
 
 
 # ----------------------------------------------------------------------------

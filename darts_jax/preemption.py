@@ -11,7 +11,9 @@ SIGTERM instead, and every process stops at the same step, the first that all
 of them reach after the notice (`multihost_utils.reached_preemption_sync_point`).
 A checkpoint is only written after checking that every step since the last
 check had a finite loss and gradient: a diverged state never replaces the
-last good checkpoint.
+last good checkpoint. A mid-epoch checkpoint also keeps the epoch's per-step
+metrics so far (`EpochMetrics`): the resumed run's epoch averages are those of
+an uninterrupted run.
 """
 
 import contextlib
@@ -21,6 +23,7 @@ import threading
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
+import numpy as np
 
 from darts_jax import checkpoint
 from darts_jax.errors import UserError
@@ -73,11 +76,43 @@ def stop_on_sigterm():
     signal.signal(signal.SIGTERM, previous)
 
 
+class EpochMetrics:
+  """The per-step metric dicts of the current epoch (on the device until read).
+
+  `resume(meta, step_in_epoch)` takes back the steps a mid-epoch checkpoint
+  recorded, so `mean` covers the whole epoch after a resume.
+  """
+
+  def __init__(self):
+    self.steps = []
+    self.resumed = 0  # How many of `steps` came from the checkpoint.
+
+  def resume(self, meta, step_in_epoch: int) -> None:
+    recorded = (meta or {}).get('epoch_step_metrics', [])
+    if step_in_epoch and len(recorded) == step_in_epoch:
+      self.steps, self.resumed = list(recorded), step_in_epoch
+    elif step_in_epoch:
+      logging.warning('the checkpoint holds no metrics of the %d steps run in its epoch: '
+                      "this epoch's averages cover only the steps after the resume",
+                      step_in_epoch)
+
+  def append(self, step_metrics) -> None:
+    self.steps.append(step_metrics)
+
+  def host(self) -> list:
+    """Every step's metrics as Python floats ('finite' left out)."""
+    values = jax.device_get(self.steps)
+    return [{k: float(v) for k, v in m.items() if k != 'finite'} for m in values]
+
+  def mean(self, host: list, key: str) -> float:
+    return float(np.mean(np.asarray([m[key] for m in host], dtype=np.float64)))
+
+
 class StepGuard:
   """Checks finiteness, saves every `every_steps` steps, and stops on request.
 
   The loop calls `add(step, finite)` after each step (a device flag: no sync),
-  `after_step(state, step)` to learn whether to stop, and at an epoch end
+  `after_step(state, step, epoch_metrics)` to learn whether to stop, and at an epoch end
   `check_finite()` then `save(state, step)`.
   """
 
@@ -108,21 +143,24 @@ class StepGuard:
         raise UserError(f'non-finite loss or gradient at step {step} (epoch {epoch}); '
                         f'stopped without saving, {kept}; {self.hint}')
 
-  def save(self, state, step: int) -> None:
+  def save(self, state, step: int, epoch_metrics: EpochMetrics | None = None) -> None:
+    """Saves after checking finiteness; mid-epoch, with the epoch's metrics so far."""
     self.check_finite()
-    checkpoint.save(self.workdir, state, step, self.steps_per_epoch, self.keep)
+    mid_epoch = epoch_metrics is not None and step % self.steps_per_epoch
+    checkpoint.save(self.workdir, state, step, self.steps_per_epoch, self.keep,
+                    epoch_metrics.host() if mid_epoch else ())
     self.last_saved_step = step
 
-  def after_step(self, state, step: int) -> bool:
+  def after_step(self, state, step: int, epoch_metrics: EpochMetrics) -> bool:
     """Saves when due (not at an epoch end: the loop saves there); True: stop now."""
     self.stop_request.update(step)
     if step % self.steps_per_epoch == 0:
       return False
     if self.stop_request:
-      self.save(state, step)
+      self.save(state, step, epoch_metrics)
       return True
     if self.every_steps > 0 and step % self.every_steps == 0:
-      self.save(state, step)
+      self.save(state, step, epoch_metrics)
     return False
 
   def preempted_result(self, step: int) -> dict:

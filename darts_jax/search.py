@@ -382,7 +382,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   search_step = parallel.jit(make_search_step(model, config, info, steps_per_epoch),
                              donate_argnums=(0,))
   eval_step = parallel.jit(make_eval_step(model, info, methods.eval_weights_fn(config)))
-  writer = metrics.MetricWriter(workdir, enabled=is_main)
+  writer = metrics.MetricWriter(workdir, enabled=is_main, first_step=start_step + 1)
   primitives = list(model.primitives)
 
   epoch_summary = {}
@@ -408,46 +408,49 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                   desc=f'epoch {epoch + 1}/{config.train.epochs}',
                                   enabled=is_main)
       progress.n = step - epoch * steps_per_epoch
-      step_metrics = []
+      epoch_metrics = preemption.EpochMetrics()
+      if epoch == start_epoch:
+        epoch_metrics.resume(meta, start_offset)
       loop_start = time.time()
       first_step_seconds = None
       for train_batch, val_batch in zip(*loaders):
         state, m = search_step(state, parallel.shard_batch(train_batch, mesh),
                                parallel.shard_batch(val_batch, mesh))
         step += 1
-        step_metrics.append(m)
+        epoch_metrics.append(m)
         guard.add(step, m['finite'])
         if first_step_seconds is None:  # Includes the compile in the first epoch.
           jax.block_until_ready(m)
           first_step_seconds = time.time() - loop_start
           rest_start = time.time()
-        progress.step_dispatched(step_metrics)
-        if guard.after_step(state, step):
+        progress.step_dispatched(epoch_metrics.steps)
+        if guard.after_step(state, step, epoch_metrics):
           progress.close()
           writer.close()
           return guard.preempted_result(step)
       jax.block_until_ready(state)
       rest_seconds = time.time() - rest_start
+      steps_run = len(epoch_metrics.steps) - epoch_metrics.resumed
       progress.close()
       guard.check_finite()
-      host = jax.device_get(step_metrics)
+      host = epoch_metrics.host()
 
       val_loss, val_acc = evaluate(eval_step, state, source, val_idx, config, mesh)
       alphas = jax.device_get(state['alphas'])
       genotype = methods.derive(config, alphas)  # A Genotype, or an nb201.Arch.
       epoch_summary = {
           'epoch': epoch + 1,
-          'train_loss': float(np.mean([m['train_loss'] for m in host])),
-          'train_acc': float(np.mean([m['train_acc'] for m in host])),
-          'search_val_loss': float(np.mean([m['val_loss'] for m in host])),
-          'search_val_acc': float(np.mean([m['val_acc'] for m in host])),
+          'train_loss': epoch_metrics.mean(host, 'train_loss'),
+          'train_acc': epoch_metrics.mean(host, 'train_acc'),
+          'search_val_loss': epoch_metrics.mean(host, 'val_loss'),
+          'search_val_acc': epoch_metrics.mean(host, 'val_acc'),
           'val_loss': val_loss, 'val_acc': val_acc,
-          'lr': float(host[-1]['lr']),
+          'lr': host[-1]['lr'],
           'alpha_lr': config.arch.lr,
           **{f'alpha_entropy_{c}': float(alpha_entropy(alphas[c]))
              for c in methods.cell_types(config)},
           'first_step_seconds': first_step_seconds,
-          'step_seconds': (rest_seconds / (len(host) - 1) if len(host) > 1
+          'step_seconds': (rest_seconds / (steps_run - 1) if steps_run > 1
                            else first_step_seconds),
           'epoch_seconds': time.time() - epoch_start,
           'data_wait_fraction': sum(l.wait_seconds for l in loaders) / max(

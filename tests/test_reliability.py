@@ -8,9 +8,11 @@ uninterrupted run.
 
 import glob
 import hashlib
+import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ import pytest
 from darts_jax import checkpoint
 from darts_jax import data
 from darts_jax import main
+from darts_jax import metrics
 from darts_jax import preemption
 from darts_jax import search
 from darts_jax.errors import UserError
@@ -109,10 +112,39 @@ def _assert_bitwise_equal(workdir_a, workdir_b):
       assert fa.read() == fb.read(), name
 
 
-def _jsonl_epochs(path) -> list:
-  import json  # pylint: disable=g-import-not-at-top
+def _jsonl(path) -> list:
   with open(path, encoding='utf-8') as f:
-    return [json.loads(line)['epoch'] for line in f]
+    return [json.loads(line) for line in f]
+
+
+def _jsonl_epochs(path) -> list:
+  return [record['epoch'] for record in _jsonl(path)]
+
+
+EPOCH_AVERAGES = ('train_loss', 'train_acc', 'search_val_loss', 'search_val_acc')
+
+
+def _tensorboard_scalars(logdir, tag) -> dict:
+  """{step: [values]} of `tag` as TensorBoard shows it: a SessionLog.START at step T
+  (a writer's purge_step) hides the earlier files' events from step T on."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  shown = {}
+  for path in sorted(glob.glob(os.path.join(logdir, 'events.out.tfevents.*'))):
+    with open(path, 'rb') as f:
+      data = f.read()
+    offset = 0
+    while offset < len(data):  # TFRecord: length, its crc, payload, payload crc.
+      (length,) = struct.unpack('<Q', data[offset:offset + 8].ljust(8, b'\0'))
+      if offset + 16 + length > len(data):
+        break  # The torn last record of a killed run (TensorBoard skips it too).
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 16 + length
+      if event.session_log.status == event_pb2.SessionLog.START:
+        shown = {step: v for step, v in shown.items() if step < event.step}
+      for value in event.summary.value:
+        if value.tag == tag:
+          shown.setdefault(event.step, []).append(value.simple_value)
+  return shown
 
 
 def _damage(directory):
@@ -183,9 +215,18 @@ def test_killed_damaged_and_preempted_run_ends_bitwise_identical(reference, tmp_
   out = _finish(proc)
   assert proc.returncode == 0, out[-3000:]
   _assert_bitwise_equal(reference, workdir)
-  # Epoch lines of the interrupted runs are not duplicated.
-  assert _jsonl_epochs(os.path.join(workdir, 'metrics.jsonl')) == [1, 2]
+  # Epoch lines of the interrupted runs are not duplicated, and each epoch's averages
+  # cover all its steps (mid-epoch checkpoints keep the steps run before them).
+  records = _jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  reference_records = _jsonl(os.path.join(reference, 'metrics.jsonl'))
+  assert [r['epoch'] for r in records] == [1, 2]
+  for got, want in zip(records, reference_records):
+    assert {k: got[k] for k in EPOCH_AVERAGES} == {k: want[k] for k in EPOCH_AVERAGES}
   assert _jsonl_epochs(os.path.join(workdir, 'genotypes.jsonl')) == [1, 2]
+  # TensorBoard shows one point per epoch: the interrupted runs' later points are purged.
+  logdir = os.path.join(workdir, metrics.TENSORBOARD_SUBDIR)
+  assert _tensorboard_scalars(logdir, 'train_loss') == {
+      r['step']: [pytest.approx(r['train_loss'])] for r in records}
   print(f'killed after checkpoints {first} and {second}; SIGTERM exit in {exit_seconds:.1f} s')
 
 
@@ -249,7 +290,8 @@ def test_save_keeps_the_last_k_and_restores_the_newest(tmp_path):
     checkpoint.save(workdir, _small_state(step), step, steps_per_epoch=2, keep=2)
   assert checkpoint.saved_steps(workdir) == [2, 3]
   state, meta = checkpoint.restore_latest(workdir, _small_state(0))
-  assert meta == {'step': 3, 'epoch': 1, 'step_in_epoch': 1, 'steps_per_epoch': 2}
+  assert meta == {'step': 3, 'epoch': 1, 'step_in_epoch': 1, 'steps_per_epoch': 2,
+                  'epoch_step_metrics': []}
   assert float(state['params']['w'][0, 0]) == 3.0 and int(state['step']) == 3
 
 
@@ -287,14 +329,15 @@ def test_step_guard_never_saves_a_non_finite_state(tmp_path):
   workdir = str(tmp_path)
   guard = preemption.StepGuard(workdir, steps_per_epoch=10, every_steps=2, keep=2,
                                stop_request=preemption.StopRequest(), hint='lower the lr')
+  epoch_metrics = preemption.EpochMetrics()
   guard.add(1, jnp.array(True))
   guard.add(2, jnp.array(True))
-  assert not guard.after_step(_small_state(2), 2)
+  assert not guard.after_step(_small_state(2), 2, epoch_metrics)
   assert checkpoint.saved_steps(workdir) == [2]
   guard.add(3, jnp.array(False))
   guard.add(4, jnp.array(True))
   with pytest.raises(UserError, match=r'step 3 \(epoch 1\).*step 2\) is kept; lower the lr'):
-    guard.after_step(_small_state(4), 4)
+    guard.after_step(_small_state(4), 4, epoch_metrics)
   assert checkpoint.saved_steps(workdir) == [2]
 
 
@@ -304,14 +347,44 @@ def test_step_guard_saves_and_stops_on_request(tmp_path):
   with preemption.stop_on_sigterm() as request:
     guard = preemption.StepGuard(workdir, steps_per_epoch=10, every_steps=0, keep=2,
                                  stop_request=request, hint='')
-    guard.add(1, jnp.array(True))
-    assert not guard.after_step(_small_state(1), 1)
-    os.kill(os.getpid(), signal.SIGTERM)
-    guard.add(2, jnp.array(True))
-    assert guard.after_step(_small_state(2), 2)
+    epoch_metrics = preemption.EpochMetrics()
+    for step, loss in ((1, 0.5), (2, 0.25)):
+      epoch_metrics.append({'loss': jnp.array(loss), 'finite': jnp.array(True)})
+      guard.add(step, jnp.array(True))
+      if step == 1:
+        assert not guard.after_step(_small_state(1), 1, epoch_metrics)
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert guard.after_step(_small_state(2), 2, epoch_metrics)
   assert checkpoint.saved_steps(workdir) == [2]
   assert guard.preempted_result(2)['preempted']
   assert signal.getsignal(signal.SIGTERM) is previous_handler
+  # The checkpoint keeps the epoch's two steps; a resumed epoch starts with them.
+  _, meta = checkpoint.restore_latest(workdir, _small_state(0))
+  assert meta['epoch_step_metrics'] == [{'loss': 0.5}, {'loss': 0.25}]
+  resumed = preemption.EpochMetrics()
+  resumed.resume(meta, meta['step_in_epoch'])
+  resumed.append({'loss': jnp.array(0.75), 'finite': jnp.array(True)})
+  assert resumed.resumed == 2 and resumed.mean(resumed.host(), 'loss') == 0.5
+
+
+def test_epoch_metrics_without_recorded_steps_average_the_new_ones(caplog):
+  epoch_metrics = preemption.EpochMetrics()
+  epoch_metrics.resume({'step': 3, 'step_in_epoch': 1}, 1)  # An older checkpoint's meta.
+  assert 'no metrics of the 1 steps' in caplog.text
+  epoch_metrics.append({'loss': jnp.array(2.0), 'finite': jnp.array(True)})
+  assert epoch_metrics.resumed == 0 and epoch_metrics.host() == [{'loss': 2.0}]
+
+
+def test_resumed_metric_writer_hides_the_interrupted_runs_later_points(tmp_path):
+  interrupted = metrics.MetricWriter(str(tmp_path), first_step=1)
+  for step in (2, 4, 6):  # Killed after writing step 6, before its checkpoint.
+    interrupted.write(step, {'epoch': step // 2, 'train_loss': float(step)})
+  interrupted.close()
+  resumed = metrics.MetricWriter(str(tmp_path), first_step=4 + 1)  # Checkpoint of step 4.
+  resumed.write(6, {'epoch': 3, 'train_loss': 60.0})
+  resumed.close()
+  logdir = os.path.join(str(tmp_path), metrics.TENSORBOARD_SUBDIR)
+  assert _tensorboard_scalars(logdir, 'train_loss') == {2: [2.0], 4: [4.0], 6: [60.0]}
 
 
 def test_truncate_jsonl_drops_epochs_after_the_checkpoint(tmp_path):
