@@ -40,20 +40,23 @@ class Spec:
   """One parameter initializer, described so that JAX and numpy draw it alike.
 
   kind: 'fan_in' (flax's variance_scaling(scale, 'fan_in', distribution, in_axis,
-  out_axis)), 'uniform' (uniform(-bound, bound)) or 'constant' (value).
+  out_axis, batch_axis)), 'uniform' (uniform(-bound, bound)) or 'constant' (value).
+  `batch_axis`: axes of independent copies (a group's edges), not part of the fan in.
   """
   kind: str
   scale: float = 1.0
   distribution: str = 'truncated_normal'  # Or 'uniform' (kind 'fan_in').
   in_axis: int | tuple[int, ...] = -2
   out_axis: int | tuple[int, ...] = -1
+  batch_axis: tuple[int, ...] = ()
   bound: float = 0.0  # kind 'uniform'.
   value: float = 0.0  # kind 'constant'.
 
   def flax_initializer(self) -> Callable:
     if self.kind == 'fan_in':
       return nn.initializers.variance_scaling(self.scale, 'fan_in', self.distribution,
-                                              in_axis=self.in_axis, out_axis=self.out_axis)
+                                              in_axis=self.in_axis, out_axis=self.out_axis,
+                                              batch_axis=self.batch_axis)
     if self.kind == 'uniform':
       return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
           key, shape, dtype, -self.bound, self.bound)
@@ -62,12 +65,13 @@ class Spec:
     raise ValueError(f'unknown initializer kind {self.kind!r}')
 
   def fan_in(self, shape) -> int:
-    """flax's fan in: the in axes times the receptive field (all but in and out)."""
+    """flax's fan in: the in axes times the receptive field (all but in, out and batch)."""
     def size(axes):
       axes = (axes,) if isinstance(axes, int) else axes
       return math.prod(shape[a] for a in axes)
     in_size, out_size = size(self.in_axis), size(self.out_axis)
-    return in_size * (math.prod(shape) // max(in_size * out_size, 1))
+    batch_size = size(self.batch_axis)
+    return in_size * (math.prod(shape) // max(in_size * out_size * batch_size, 1))
 
   def sample(self, rng: np.random.Generator, shape, base_shape) -> np.ndarray:
     """Values of `shape`: iid slices of `base_shape` (the shape the module asked for,
@@ -149,6 +153,14 @@ lecun_normal = initializer(Spec('fan_in', 1.0, 'truncated_normal'))  # flax Dens
 # PyTorch's default init for Conv2d and Linear weights, kaiming_uniform(a=√5),
 # is uniform(±1 / sqrt(fan_in)): variance scaling 1/3, fan_in, uniform.
 torch_default = initializer(Spec('fan_in', 1 / 3, 'uniform'))
+
+
+def torch_default_over(in_axes, batch_axes=(0,)) -> Callable:
+  """torch_default for a kernel whose input axes are `in_axes` and whose `batch_axes`
+  stack independent kernels (the edges of a group), e.g. [E, k, k, C] depthwise."""
+  return initializer(Spec('fan_in', 1 / 3, 'uniform', in_axis=in_axes,
+                          batch_axis=tuple(batch_axes)))
+
 zeros = initializer(Spec('constant', value=0.0))
 ones = initializer(Spec('constant', value=1.0))
 

@@ -105,9 +105,9 @@ class EdgeDepthwiseSeparable(nn.Module):
     if x.ndim == 4:
       x = x[None]
     k = self.kernel_size
-    dw = self.param('depthwise', initializers.kaiming_normal((1, 2)),
+    dw = self.param('depthwise', initializers.torch_default_over((1, 2)),
                     (self.num_edges, k, k, c_in))
-    pw = self.param('pointwise', initializers.kaiming_normal(1),
+    pw = self.param('pointwise', initializers.torch_default_over(1),
                     (self.num_edges, c_in, self.channels_out))
     pad = None
     if self.reads_edge_input:
@@ -171,9 +171,9 @@ class FactorizedReduce(nn.Module):
   def __call__(self, x, train: bool):
     c_in = x.shape[-1]
     half = self.channels // 2
-    kaiming = initializers.kaiming_normal(1)
-    k1 = self.param('conv_1', kaiming, (self.num_edges, c_in, half))
-    k2 = self.param('conv_2', kaiming, (self.num_edges, c_in, self.channels - half))
+    init = initializers.torch_default_over(1)
+    k1 = self.param('conv_1', init, (self.num_edges, c_in, half))
+    k2 = self.param('conv_2', init, (self.num_edges, c_in, self.channels - half))
     x = nn.relu(x)
     even = x[None, :, ::2, ::2, :]
     odd = jnp.pad(x[:, 1:, 1:, :], ((0, 0), (0, 1), (0, 1), (0, 0)))[None, :, ::2, ::2, :]

@@ -62,7 +62,8 @@ class ReLUConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    kernel = self.param('kernel', initializers.kaiming_normal(1), (1, x.shape[-1], self.channels))
+    kernel = self.param('kernel', initializers.torch_default_over(1),
+                        (1, x.shape[-1], self.channels))
     y = search_ops.pointwise(nn.relu(x)[None], kernel)
     return search_ops.BatchNorm(self.affine)(y, train)[0]
 
@@ -335,8 +336,7 @@ class SearchNetwork(nn.Module):
   def __call__(self, x, edge_weights, train: bool):
     """x: [B, H, W, C_img]; edge_weights: {'normal', 'reduce'}: [num_edges, num_ops]."""
     c_curr = self.stem_multiplier * self.init_channels
-    kernel = self.param('stem_conv', initializers.kaiming_normal((0, 1, 2)),
-                        (3, 3, x.shape[-1], c_curr))
+    kernel = self.param('stem_conv', initializers.torch_default, (3, 3, x.shape[-1], c_curr))
     s = conv.conv2d(x, kernel)
     s = search_ops.BatchNorm(affine=True, name='stem_bn')(s[None], train)[0]
     s0 = s1 = s
@@ -359,8 +359,8 @@ class SearchNetwork(nn.Module):
       s0, s1 = s1, cell(s0, s1, edge_weights['reduce' if reduction else 'normal'], train)
       reduction_prev = reduction
     y = jnp.mean(s1, axis=(1, 2))
-    return nn.Dense(self.num_classes, kernel_init=initializers.lecun_normal,
-                    bias_init=initializers.zeros, name='classifier')(y)
+    return nn.Dense(self.num_classes, kernel_init=initializers.torch_default,
+                    bias_init=initializers.torch_bias(y.shape[-1]), name='classifier')(y)
 
 
 def reduction_layers(layers: int) -> tuple[int, ...]:

@@ -24,8 +24,11 @@ import augment_digits  # pylint: disable=g-import-not-at-top,wrong-import-positi
 import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SPECS = [
-    # (spec, shape as the module asks for it): kaiming depthwise and pointwise kernels
-    # of the search cells, a dense conv, PyTorch's default and bias inits, lecun normal.
+    # (spec, shape as the module asks for it): PyTorch-default depthwise and pointwise
+    # kernels of a group of 4 search-cell edges, kaiming (NAS-Bench-201 cells), a dense
+    # conv, PyTorch's default and bias inits, lecun normal.
+    (Spec('fan_in', 1 / 3, 'uniform', in_axis=(1, 2), batch_axis=(0,)), (4, 5, 5, 512)),
+    (Spec('fan_in', 1 / 3, 'uniform', in_axis=1, batch_axis=(0,)), (4, 64, 256)),
     (Spec('fan_in', 2.0, in_axis=(1, 2)), (1, 5, 5, 2048)),
     (Spec('fan_in', 2.0, in_axis=1), (1, 64, 1024)),
     (Spec('fan_in', 2.0, in_axis=(0, 1, 2)), (3, 3, 48, 128)),
@@ -47,6 +50,15 @@ def test_spec_draws_like_flax(spec, shape):
   limit = np.abs(flax_values).max()
   assert np.abs(host_values).max() <= limit * 1.01
   assert np.abs(host_values).max() >= limit * 0.95
+
+
+def test_grouped_edges_get_pytorchs_bound_of_one_edge():
+  """uniform(+-1 / sqrt(fan_in)) with PyTorch's fan in of one edge's kernel: a depthwise
+  [C, 1, k, k] kernel has k * k, a 1x1 [C_out, C_in, 1, 1] kernel C_in."""
+  for in_axes, shape, fan_in in (((1, 2), (4, 5, 5, 512), 25), (1, (4, 64, 256), 64)):
+    values = np.asarray(initializers.torch_default_over(in_axes)(
+        jax.random.key(0), shape, jnp.float32))
+    assert 0.99 / fan_in ** 0.5 < np.abs(values).max() <= 1 / fan_in ** 0.5
 
 
 def test_stacked_axes_keep_the_fan_in_of_one_slice():
