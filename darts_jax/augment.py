@@ -103,7 +103,7 @@ def make_train_step(model, config, info: data.DatasetInfo, steps_per_epoch: int)
 
 
 def make_eval_step(model, info: data.DatasetInfo):
-  """Loss/accuracy sums of a batch with running BN statistics."""
+  """Sums of a batch with running BN statistics: loss, top-1 and top-5 correct, count."""
 
   def eval_step(state, batch, mask):
     images = augmentation.normalize(batch['image'], info.mean, info.std)
@@ -111,7 +111,10 @@ def make_eval_step(model, info: data.DatasetInfo):
                             images, train=False)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
     correct = jnp.argmax(logits, -1) == batch['label']
-    return jnp.sum(losses * mask), jnp.sum(correct * mask), jnp.sum(mask)
+    _, top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))
+    correct_top5 = jnp.any(top5 == batch['label'][:, None], axis=-1)
+    return (jnp.sum(losses * mask), jnp.sum(correct * mask), jnp.sum(correct_top5 * mask),
+            jnp.sum(mask))
 
   return eval_step
 
@@ -154,8 +157,20 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
   for name in ('crop_padding', 'cutout'):
     if t[name] < 0:
       raise UserError(f'config.train.{name} must be >= 0, got {t[name]}')
+  check_color_jitter(t.color_jitter, config.dataset.name)
   search.check_image_size(info, len(set(augment_net.reduction_layers(config.model.layers))),
                           config.model.layers)
+
+
+def check_color_jitter(strengths, dataset: str) -> None:
+  if not strengths:
+    return
+  if dataset != 'imagenet2012':
+    raise UserError(f'config.train.color_jitter is applied to ImageNet only (host-side '
+                    f'preprocessing); set it to () for {dataset}')
+  if (len(strengths) != 4 or min(strengths) < 0 or strengths[3] > 0.5):
+    raise UserError(f'config.train.color_jitter must be (brightness, contrast, saturation, '
+                    f'hue), each >= 0 and hue <= 0.5, got {tuple(strengths)}')
 
 
 # ---------------------------------------------------------------------------
@@ -177,7 +192,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpoint.prepare_workdir(workdir, config, mode='augment', write=is_main)
 
   # Data: the whole train split for training, the test split for evaluation.
-  train_source = data.load_source(config.dataset.name, 'train', config.dataset.data_dir)
+  train_source = data.load_source(config.dataset.name, 'train', config.dataset.data_dir,
+                                  seed=config.seed, color_jitter=config.train.color_jitter)
   test_source = data.load_source(config.dataset.name, 'test', config.dataset.data_dir)
   train_idx, test_idx = np.arange(len(train_source)), np.arange(len(test_source))
   batch = config.train.batch_size
@@ -199,6 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # layout: with several processes, moving a restored array there is a cross-host copy.
   state = parallel.replicate(state, mesh)
   state, meta = checkpoint.restore_latest(workdir, state)
+  checkpoint.check_resumable(meta, steps_per_epoch, workdir)
   start_step = int(jax.device_get(state['step']))
   start_epoch = start_step // steps_per_epoch
   if meta:
@@ -211,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   eval_step = parallel.jit(make_eval_step(model, info))
   writer = metrics.MetricWriter(workdir, enabled=is_main, first_step=start_step + 1)
 
-  test_acc = None
+  test_acc = test_top5_acc = None
   with preemption.stop_on_sigterm() as stop_request:
     guard = preemption.StepGuard(workdir, steps_per_epoch, checkpoint_every,
                                  checkpoints_to_keep, stop_request,
@@ -220,9 +237,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     step = start_step
     for epoch in range(start_epoch, config.train.epochs):
       epoch_start = time.time()
-      loader = data.BatchLoader(train_source, data.epoch_batches(
-          train_idx, batch, config.seed, epoch, jax.process_index(),
-          jax.process_count())[:steps_per_epoch], start_step=step - epoch * steps_per_epoch)
+      loader = data.epoch_loader(train_source, train_idx, batch, config.seed, epoch,
+                                 steps_per_epoch, step - epoch * steps_per_epoch,
+                                 jax.process_index(), jax.process_count())
       progress = metrics.Progress(steps_per_epoch,
                                   desc=f'epoch {epoch + 1}/{config.train.epochs}',
                                   enabled=is_main)
@@ -245,13 +262,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       guard.check_finite()
       host = epoch_metrics.host()
 
-      test_loss, test_acc = search.evaluate(eval_step, state, test_source, test_idx, config,
-                                            mesh)
+      test_loss, test_acc, test_top5_acc = search.evaluate(eval_step, state, test_source,
+                                                           test_idx, config, mesh)
       epoch_summary = {
           'epoch': epoch + 1,
           'train_loss': epoch_metrics.mean(host, 'train_loss'),
           'train_acc': epoch_metrics.mean(host, 'train_acc'),
-          'test_loss': test_loss, 'test_acc': test_acc,
+          'test_loss': test_loss, 'test_acc': test_acc, 'test_top5_acc': test_top5_acc,
           'lr': host[-1]['lr'],
           'drop_path_prob': config.model.drop_path_prob * epoch / config.train.epochs,
           'epoch_seconds': time.time() - epoch_start,
@@ -266,9 +283,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.close()
 
   if test_acc is None:  # Resumed a finished run: evaluate its final state.
-    _, test_acc = search.evaluate(eval_step, state, test_source, test_idx, config, mesh)
+    _, test_acc, test_top5_acc = search.evaluate(eval_step, state, test_source, test_idx,
+                                                 config, mesh)
   result = {
       'test_acc': test_acc,
+      'test_top5_acc': test_top5_acc,
       'params': summary.count_weights(jax.device_get(state['params'])),
       'genotype': (nb201.arch_to_string(genotype) if isinstance(genotype, nb201.Arch)
                    else genotypes.genotype_to_text(genotype)),

@@ -110,7 +110,8 @@ def save(workdir, state, step: int, steps_per_epoch: int, keep: int = KEEP,
   with _manager(workdir, keep) as manager:
     if step in manager.all_steps():  # Saving the same step again replaces it.
       manager.delete(step)
-    elif os.path.exists(os.path.join(checkpoint_dir(workdir), str(step))):
+    elif (jax.process_index() == 0 and
+          os.path.exists(os.path.join(checkpoint_dir(workdir), str(step)))):
       _set_aside(workdir, [step])  # A damaged one orbax does not list: kept aside.
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                meta=ocp.args.JsonSave(meta)))
@@ -172,6 +173,21 @@ def restore_latest(workdir, state):
   print(f'resuming from the checkpoint of step {step} in {checkpoint_dir(workdir)}',
         flush=True)
   return restored, meta
+
+
+def check_resumable(meta, steps_per_epoch: int, workdir) -> None:
+  """Raises UserError when the restored checkpoint counts its epochs in other steps.
+
+  The step counter is the position in the data and the schedules: a checkpoint
+  written with another epoch length would resume at a wrong epoch and batch.
+  """
+  saved = (meta or {}).get('steps_per_epoch', steps_per_epoch)
+  if saved != steps_per_epoch:
+    raise UserError(
+        f'the checkpoints in {checkpoint_dir(workdir)} were written with {saved} steps per '
+        f'epoch and this config gives {steps_per_epoch}: resume with the batch size, '
+        'max_steps_per_epoch, train_portion and dataset the run started with, or pass a '
+        'new --workdir')
 
 
 def truncate_jsonl(path, max_epoch: int):

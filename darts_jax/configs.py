@@ -58,7 +58,8 @@ def augment_config() -> ml_collections.ConfigDict:
       batch_size=96, epochs=600, lr=0.025,
       lr_schedule='cosine',  # Or 'exponential': lr * lr_decay ** epoch.
       lr_min=0.0, lr_decay=0.97, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
-      label_smoothing=0.0, cutout=16, crop_padding=4)
+      label_smoothing=0.0, cutout=16, crop_padding=4,
+      color_jitter=())  # ImageNet only: (brightness, contrast, saturation, hue) or ().
   config.eval_batch_size = 256
   config.max_steps_per_epoch = -1  # > 0 caps the steps of every epoch (smoke runs).
   # Checkpoints: every N steps (0: epoch ends only) and at every epoch end; last K kept.

@@ -156,9 +156,10 @@ def _stack(examples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
 class ImageNetSource:
   """ImageNet at 224x224: per-example host preprocessing with PIL.
 
-  train: random-resized crop + horizontal flip, from a numpy RNG seeded by
-  (seed, epoch, index), so every epoch sees new crops, reproducibly. Use
-  `with_epoch` (or `for_epoch`) to move to another epoch.
+  train: random-resized crop + horizontal flip (and, with `color_jitter`, the
+  reference's colour jitter), from a numpy RNG seeded by (seed, epoch, index), so
+  every epoch sees new crops, reproducibly. Use `with_epoch` (or `for_epoch`) to
+  move to another epoch.
   test: resize the shorter side to 256, center crop 224.
   """
   data_source: Any
@@ -166,6 +167,7 @@ class ImageNetSource:
   seed: int = 0
   epoch: int = 0
   num_threads: int = 8
+  color_jitter: tuple[float, ...] = ()  # (brightness, contrast, saturation, hue) or ().
 
   def __len__(self) -> int:
     return len(self.data_source)
@@ -178,6 +180,8 @@ class ImageNetSource:
     if self.train:
       rng = np.random.default_rng([self.seed, self.epoch, index])
       image = random_resized_crop_flip(example['image'], rng)
+      if self.color_jitter:
+        image = color_jitter(image, rng, *self.color_jitter)
     else:
       image = resize_center_crop(example['image'])
     return image, int(example['label'])
@@ -223,6 +227,34 @@ def random_resized_crop_flip(
   return out[:, ::-1] if rng.random() < 0.5 else out
 
 
+def color_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float,
+                 contrast: float, saturation: float, hue: float) -> np.ndarray:
+  """torchvision's ColorJitter on a uint8 RGB image: each factor drawn uniformly
+  from [max(0, 1 - s), 1 + s] (hue: a shift in [-hue, hue] of a turn), the four
+  adjustments in random order, with PIL's enhancers as torchvision's PIL path."""
+  from PIL import Image, ImageEnhance  # pylint: disable=g-import-not-at-top
+  pil = Image.fromarray(np.asarray(image, np.uint8))
+
+  def enhance(enhancer, strength):
+    factor = rng.uniform(max(0.0, 1 - strength), 1 + strength)
+    return lambda img: enhancer(img).enhance(factor)
+
+  def shift_hue(img):
+    h, s, v = img.convert('HSV').split()
+    shift = int(round(rng.uniform(-hue, hue) * 255))
+    h = Image.fromarray((np.asarray(h, np.int16) + shift).astype(np.uint8))  # Wraps.
+    return Image.merge('HSV', (h, s, v)).convert('RGB')
+
+  adjustments = [(brightness, enhance(ImageEnhance.Brightness, brightness)),
+                 (contrast, enhance(ImageEnhance.Contrast, contrast)),
+                 (saturation, enhance(ImageEnhance.Color, saturation)), (hue, shift_hue)]
+  for i in rng.permutation(len(adjustments)):
+    strength, adjust = adjustments[i]
+    if strength > 0:  # As torchvision, a zero strength skips the adjustment.
+      pil = adjust(pil)
+  return np.asarray(pil, np.uint8)
+
+
 def resize_center_crop(image: np.ndarray, resize: int = _IMAGENET_RESIZE,
                        size: int = _IMAGENET_SIZE) -> np.ndarray:
   """Resizes the shorter side to `resize`, then center-crops `size`."""
@@ -241,7 +273,8 @@ def resize_center_crop(image: np.ndarray, resize: int = _IMAGENET_RESIZE,
 
 
 def load_source(name: str, split: str, data_dir: str | None = None, *,
-                download: bool = True, seed: int = 0) -> Source:
+                download: bool = True, seed: int = 0,
+                color_jitter: Sequence[float] = ()) -> Source:
   """Returns a random-access `Source` for `split` ('train' or 'test').
 
   Args:
@@ -251,6 +284,8 @@ def load_source(name: str, split: str, data_dir: str | None = None, *,
     download: whether the project builders may download the official
       archives (only tried when the URL answers within a few seconds).
     seed: seed of ImageNet's random train crops.
+    color_jitter: ImageNet train only: (brightness, contrast, saturation, hue) of
+      torchvision's ColorJitter, or () for none.
 
   Raises:
     UserError: unknown name or split, or the data is not available.
@@ -277,7 +312,8 @@ def load_source(name: str, split: str, data_dir: str | None = None, *,
         f'`tfds build imagenet2012 --data_dir={data_dir} '
         f'--file_format=array_record`, then rerun{std_error}')
   if name == 'imagenet2012':
-    return ImageNetSource(data_source, train=split == 'train', seed=seed)
+    return ImageNetSource(data_source, train=split == 'train', seed=seed,
+                          color_jitter=tuple(color_jitter))
   return TfdsSource(data_source)
 
 
@@ -396,6 +432,15 @@ def epoch_batches(indices: np.ndarray, batch_size: int, seed: int, epoch: int,
 
 # ----------------------------------------------------------------------------
 # Prefetching.
+
+
+def epoch_loader(source: Source, indices: np.ndarray, batch_size: int, seed: int, epoch: int,
+                 num_steps: int, start_step: int = 0, process_index: int = 0,
+                 process_count: int = 1) -> BatchLoader:
+  """One epoch's loader: that epoch's batch order and, for a source with random host
+  preprocessing (ImageNet's crops and flips), that epoch's draws."""
+  batches = epoch_batches(indices, batch_size, seed, epoch, process_index, process_count)
+  return BatchLoader(for_epoch(source, epoch), batches[:num_steps], start_step=start_step)
 
 
 @dataclasses.dataclass

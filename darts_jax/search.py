@@ -292,6 +292,10 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
   parallel.check_batch(config.eval_batch_size, num_devices, process_count,
                        'config.eval_batch_size')
   check_compute_dtype(config)
+  if config.arch.order == 'second_fd' and compute_dtype(config) != jnp.float32:
+    raise UserError(f'config.arch.order=second_fd perturbs the weights by 0.01 / ||v|| in '
+                    f'all, below {config.model.compute_dtype} resolution: use '
+                    "config.model.compute_dtype='float32' or config.arch.order=second_exact")
   preemption.checkpoint_settings(config)
   methods.check_config(config)
   check_share_train_grad(config)
@@ -351,7 +355,8 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpoint.prepare_workdir(workdir, config, mode='search', write=is_main)
 
   # Data: the train split only, halved into search-train and search-val.
-  source = data.load_source(config.dataset.name, 'train', config.dataset.data_dir)
+  source = data.load_source(config.dataset.name, 'train', config.dataset.data_dir,
+                            seed=config.seed)
   train_idx, val_idx = data.search_split(len(source), config.dataset.train_portion,
                                          config.seed)
   batch = config.train.batch_size
@@ -370,6 +375,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # layout: with several processes, moving a restored array there is a cross-host copy.
   state = parallel.replicate(state, mesh)
   state, meta = checkpoint.restore_latest(workdir, state)
+  checkpoint.check_resumable(meta, steps_per_epoch, workdir)
   start_step = int(jax.device_get(state['step']))
   start_epoch, start_offset = divmod(start_step, steps_per_epoch)
   if meta:
@@ -399,9 +405,9 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for epoch in range(start_epoch, end_epoch):
       epoch_start = time.time()
       loaders = [
-          data.BatchLoader(source, data.epoch_batches(
-              idx, batch, config.seed * 2 + k, epoch, jax.process_index(),
-              jax.process_count())[:steps_per_epoch], start_step=step - epoch * steps_per_epoch)
+          data.epoch_loader(source, idx, batch, config.seed * 2 + k, epoch, steps_per_epoch,
+                            step - epoch * steps_per_epoch, jax.process_index(),
+                            jax.process_count())
           for k, idx in enumerate((train_idx, val_idx))
       ]
       progress = metrics.Progress(steps_per_epoch,
@@ -489,15 +495,17 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def evaluate(eval_step, state, source, indices, config, mesh):
-  """Mean loss and accuracy over `indices` (padded to whole batches, masked).
+  """The means over `indices` (padded to whole batches, masked) of `eval_step`'s sums.
 
-  Each process reads only its rows of every global batch of config.eval_batch_size.
+  `eval_step` returns per-batch sums, the example count last (e.g. loss, correct,
+  count: then this returns (mean loss, accuracy)). Each process reads only its rows
+  of every global batch of config.eval_batch_size.
   """
   batch = config.eval_batch_size
   parallel.check_batch(batch, mesh.size, jax.process_count(), 'config.eval_batch_size')
   rows = parallel.process_rows(batch, jax.process_index(), jax.process_count())
   n = len(indices)
-  loss_sum = correct = count = 0.0
+  totals = None
   for start in range(0, n, batch):
     idx = indices[start:start + batch]
     mask = np.zeros(batch, np.float32)
@@ -505,10 +513,12 @@ def evaluate(eval_step, state, source, indices, config, mesh):
     idx = np.concatenate([idx, np.full(batch - len(idx), idx[0])])
     idx, mask = idx[rows], mask[rows]
     images, labels = source.get(idx)
-    l, c, k = eval_step(state, parallel.shard_batch({'image': images, 'label': labels}, mesh),
-                        parallel.shard_batch(mask, mesh))
-    loss_sum, correct, count = loss_sum + float(l), correct + float(c), count + float(k)
-  return loss_sum / count, correct / count
+    sums = eval_step(state, parallel.shard_batch({'image': images, 'label': labels}, mesh),
+                     parallel.shard_batch(mask, mesh))
+    sums = [float(x) for x in sums]
+    totals = sums if totals is None else [t + x for t, x in zip(totals, sums)]
+  *totals, count = totals
+  return tuple(t / count for t in totals)
 
 
 def write_epoch_outputs(workdir, epoch, alphas, primitives, genotype):

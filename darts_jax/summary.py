@@ -23,13 +23,11 @@ from ml_collections import config_flags
 from darts_jax import augment_net
 from darts_jax import augment_ops
 from darts_jax import cli
+from darts_jax import data
 from darts_jax.errors import UserError
 
 _AUX_PREFIX = 'auxiliary'
 
-NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000,
-               'imagenet': 1000}
-IMAGE_SIZE = {'cifar': 32, 'imagenet': 224}
 
 
 def _abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
@@ -116,15 +114,13 @@ def summarize(config: Any, genotype_spec: str | None = None,
     raise UserError('no genotype: pass --genotype=NAME|TEXT|PATH or set '
                     'config.genotype')
   network = config.model.network
+  info = data.get_info(config.dataset.name)  # UserError naming the datasets.
   if num_classes is None:
-    name = config.dataset.name
-    if name not in NUM_CLASSES:
-      raise UserError(f'unknown number of classes for dataset {name!r}; pass '
-                      '--num_classes')
-    num_classes = NUM_CLASSES[name]
+    num_classes = info.num_classes
   model = augment_net.build_augment_model(config.model, spec, num_classes)
-  size = image_size or IMAGE_SIZE[network]
-  shape = (1, size, size, 3)
+  height, _, channels = info.image_shape
+  size = image_size or height
+  shape = (1, size, size, channels)
   params = count_params(model, shape)
   macs = count_macs(model, shape)
   return {
@@ -154,8 +150,8 @@ def _define_flags():
       'Zoo name, genotype text, .json/.txt path or workdir; default: '
       'config.genotype.')
   _IMAGE_SIZE = flags.DEFINE_integer(
-      'image_size', None, 'Input height = width; default 32 (cifar) or 224 '
-      '(imagenet).')
+      'image_size', None, "Input height = width; default: the dataset's (224 for "
+      'imagenet2012).')
   _NUM_CLASSES = flags.DEFINE_integer(
       'num_classes', None, 'Classifier outputs; default from config.dataset.name.')
 

@@ -4,7 +4,8 @@ The paper's setting (Liu et al., ICLR 2019, Sec. 3.4 and the reference
 `cnn/train_imagenet.py`): 14 cells, 48 initial channels, three stride-2 stem
 convs, auxiliary head (weight 0.4), batch 128, 250 epochs, SGD lr 0.1
 (momentum 0.9, weight decay 3e-5) decayed x0.97 per epoch, label smoothing
-0.1, gradient-norm clip 5, no drop path (the reference default), no cutout.
+0.1, gradient-norm clip 5, no drop path (the reference default), no cutout;
+random-resized crops, flips and ColorJitter(0.4, 0.4, 0.4, 0.2), drawn anew every epoch.
 
 Train:
   python -m darts_jax.main --config=experiments/augment_imagenet.py \
@@ -24,34 +25,20 @@ utilization typical of depthwise-heavy nets (input pipeline permitting).
 
 import ml_collections
 
+from darts_jax import configs
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.mode = 'augment'
-  config.seed = 0
-  config.genotype = 'DARTS_V2'
-  config.dataset = ml_collections.ConfigDict(
-      dict(name='imagenet2012', data_dir=''))
-  config.model = ml_collections.ConfigDict(dict(
-      network='imagenet',
-      init_channels=48,
-      layers=14,
-      auxiliary=True,
-      auxiliary_weight=0.4,
-      drop_path_prob=0.0,
-  ))
-  config.train = ml_collections.ConfigDict(dict(
-      batch_size=128,
-      epochs=250,
-      lr=0.1,
-      lr_schedule='exponential',
-      lr_min=0.0,  # Used only by lr_schedule='cosine'.
-      lr_decay=0.97,  # Per epoch.
-      momentum=0.9,
-      weight_decay=3e-5,
-      grad_clip=5.0,
-      label_smoothing=0.1,
+  """The CIFAR evaluation config's fields, with the ImageNet values of the paper."""
+  config = configs.augment_config()
+  config.dataset.name = 'imagenet2012'
+  config.model.update(network='imagenet', init_channels=48, layers=14, auxiliary=True,
+                      auxiliary_weight=0.4, drop_path_prob=0.0)
+  config.train.update(
+      batch_size=128, epochs=250, lr=0.1,
+      lr_schedule='exponential', lr_decay=0.97,  # Per epoch.
+      momentum=0.9, weight_decay=3e-5, grad_clip=5.0, label_smoothing=0.1,
       cutout=0,
-      crop_padding=0,  # ImageNet uses random resized crops, not padding.
-  ))
+      crop_padding=0,  # ImageNet uses random resized crops, not padding ...
+      color_jitter=(0.4, 0.4, 0.4, 0.2))  # ... and torchvision's ColorJitter.
   return config

@@ -6,9 +6,11 @@ import os
 import sys
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from darts_jax import augment
+from darts_jax import data
 from darts_jax.errors import UserError
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
@@ -41,7 +43,8 @@ def test_outputs(run):
   with open(os.path.join(workdir, 'result.json')) as f:
     saved = json.load(f)
   assert saved == result
-  assert 0.0 <= result['test_acc'] <= 1.0
+  assert 0.0 <= result['test_acc'] <= result['test_top5_acc'] <= 1.0
+  assert lines[-1]['test_top5_acc'] == result['test_top5_acc']
   assert result['params'] > 0
   assert result['genotype'].startswith('Genotype(')
   with open(os.path.join(workdir, 'config.json')) as f:
@@ -78,3 +81,28 @@ def test_schedules_and_label_smoothing():
   logits, labels = jnp.array([[2.0, 0.0]]), jnp.array([0])
   plain = float(augment.loss_with_smoothing(logits, labels, 0.0))
   assert float(augment.loss_with_smoothing(logits, labels, 0.2)) > plain
+
+
+def test_eval_step_sums_top1_and_top5_against_numpy():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(32, 10)).astype(np.float32)
+  labels = rng.integers(0, 10, 32).astype(np.int32)
+  mask = (np.arange(32) < 29).astype(np.float32)  # The last 3 rows are padding.
+
+  class FixedLogits:
+    def apply(self, variables, images, train):
+      del variables, images, train
+      return jnp.asarray(logits), None
+
+  info = data.get_info('digits')
+  eval_step = augment.make_eval_step(FixedLogits(), info)
+  batch = {'image': np.zeros((32,) + info.image_shape, np.uint8), 'label': labels}
+  loss, top1, top5, count = (float(x) for x in eval_step(
+      {'params': {}, 'batch_stats': {}}, batch, mask))
+  ranks = np.argsort(-logits, axis=1)
+  kept = mask > 0
+  assert count == 29
+  assert top1 == np.sum((ranks[:, 0] == labels)[kept])
+  assert top5 == np.sum(np.any(ranks[:, :5] == labels[:, None], axis=1)[kept])
+  log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  np.testing.assert_allclose(loss, -np.sum(log_probs[np.arange(32), labels][kept]), rtol=1e-5)

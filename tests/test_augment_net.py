@@ -366,6 +366,16 @@ def test_summarize_small():
   assert out['input_shape'] == [1, 32, 32, 3]
   assert out['params'] > 0 and out['macs'] > 0
   assert out['params_millions'] == round(out['params'] / 1e6, 2)
+  # The dataset sets the input: digits are 8x8 with one channel, 10 classes.
+  config.dataset.name = 'digits'
+  config.model.auxiliary = False  # Its head needs 8x8 features after two reductions.
+  digits = summary.summarize(config, 'PDARTS')
+  assert digits['input_shape'] == [1, 8, 8, 1]
+  one_channel = augment_net.build_augment_model(config.model, 'PDARTS', 10)
+  assert digits['params'] == summary.count_params(one_channel, (1, 8, 8, 1)) < out['params']
+  config.dataset.name = 'svhn'
+  with pytest.raises(UserError, match="unknown dataset 'svhn'"):
+    summary.summarize(config, 'PDARTS')
 
 
 def test_summary_cli_error():

@@ -176,6 +176,21 @@ def test_imagenet_mock_data(tmp_path):
   assert t.shape == (2, 224, 224, 3)
 
 
+def test_epoch_loader_draws_each_epochs_imagenet_crops(tmp_path):
+  with tfds.testing.mock_data(num_examples=4, data_dir=str(tmp_path)):
+    train = data.load_source('imagenet2012', 'train', data_dir=str(tmp_path), seed=5)
+    loaders = [data.epoch_loader(train, np.arange(4), 4, seed=0, epoch=e, num_steps=1)
+               for e in (0, 1)]
+    (first,), (second,) = (list(loader) for loader in loaders)
+    again = train.with_epoch(1).get(loaders[1].index_batches[0])[0]
+  assert [loader.source.epoch for loader in loaders] == [0, 1]
+  assert train.seed == 5
+  assert sorted(first['label']) == sorted(second['label'])  # The same 4 images ...
+  assert not np.array_equal(np.sort(first['image'].reshape(4, -1), 0),
+                            np.sort(second['image'].reshape(4, -1), 0))  # ... new crops.
+  np.testing.assert_array_equal(second['image'], again)
+
+
 def test_imagenet_preprocessing_shapes():
   rng = np.random.default_rng(0)
   image = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
@@ -317,3 +332,21 @@ def test_cutout():
   assert (np.asarray(out) == 0).sum(axis=(1, 2)).max() == 16
   uint8 = fn(jax.random.key(0), jnp.full((2, 8, 8, 3), 7, jnp.uint8), length=4)
   assert uint8.dtype == jnp.uint8
+
+
+def test_color_jitter_like_torchvisions():
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+  assert np.array_equal(data.color_jitter(image, rng, 0, 0, 0, 0), image)  # Identity.
+  out = data.color_jitter(image, np.random.default_rng(1), 0.4, 0.4, 0.4, 0.2)
+  assert out.shape == image.shape and out.dtype == np.uint8 and not np.array_equal(out, image)
+  np.testing.assert_array_equal(
+      out, data.color_jitter(image, np.random.default_rng(1), 0.4, 0.4, 0.4, 0.2))
+  # Brightness alone scales every pixel by one factor in [0.6, 1.4].
+  gray = np.full((4, 4, 3), 100, np.uint8)
+  factors = {int(data.color_jitter(gray, np.random.default_rng(s), 0.4, 0, 0, 0)[0, 0, 0])
+             for s in range(50)}
+  assert min(factors) >= 60 and max(factors) <= 140 and len(factors) > 20
+  # Hue alone keeps a gray image gray (no saturation to rotate).
+  np.testing.assert_array_equal(
+      data.color_jitter(gray, np.random.default_rng(2), 0, 0, 0, 0.5), gray)

@@ -7,6 +7,7 @@ import tempfile
 
 import pytest
 
+from darts_jax import data
 from darts_jax import genotypes
 from darts_jax import main
 from darts_jax import search
@@ -234,3 +235,13 @@ def test_unknown_compute_dtype_and_bfloat16_warning_on_cpu(caplog):
   config.model.compute_dtype = 'float32'
   search.check_compute_dtype(config)
   assert not caplog.records
+
+
+def test_finite_difference_second_order_needs_float32():
+  config = search_tiny.get_config('second_fd')
+  config.model.compute_dtype = 'bfloat16'
+  info = data.get_info(config.dataset.name)
+  with pytest.raises(UserError, match="second_fd perturbs the weights.*compute_dtype='float32'"):
+    search.check_config(config, info, 1, 1)
+  config.arch.order = 'second_exact'
+  search.check_config(config, info, 1, 1)

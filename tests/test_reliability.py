@@ -325,6 +325,18 @@ def test_checkpoint_of_another_shape_is_unreadable(tmp_path):
   assert _tree_digest(workdir) == before
 
 
+def test_resume_with_another_epoch_length_is_a_clear_error(tmp_path):
+  workdir = str(tmp_path)
+  checkpoint.save(workdir, _small_state(3), 3, steps_per_epoch=2)
+  _, meta = checkpoint.restore_latest(workdir, _small_state(0))
+  checkpoint.check_resumable(meta, 2, workdir)
+  checkpoint.check_resumable(None, 5, workdir)  # Nothing restored: nothing to check.
+  with pytest.raises(UserError, match='written with 2 steps per epoch and this config '
+                     'gives 3: resume with the batch size'):
+    checkpoint.check_resumable(meta, 3, workdir)
+  assert checkpoint.saved_steps(workdir) == [3]
+
+
 def test_step_guard_never_saves_a_non_finite_state(tmp_path):
   workdir = str(tmp_path)
   guard = preemption.StepGuard(workdir, steps_per_epoch=10, every_steps=2, keep=2,
