@@ -206,7 +206,7 @@ def gumbel_hard(key, alpha, tau):
   g = jax.random.gumbel(key, alpha.shape, alpha.dtype)
   soft = jax.nn.softmax((jax.nn.log_softmax(alpha, axis=-1) + g) / tau, axis=-1)
   hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), alpha.shape[-1], dtype=alpha.dtype)
-  return hard * (1.0 + soft - jax.lax.stop_gradient(soft))
+  return hard + hard * (soft - jax.lax.stop_gradient(soft))  # soft - soft is exactly 0.
 
 
 def _deterministic(config, alphas) -> dict:

@@ -88,13 +88,21 @@ def test_virtual_step_is_the_sgd_momentum_step():
     np.testing.assert_allclose(w_prime[name], expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize('order', architect.ORDERS)
-def test_alpha_grad_dispatch(order):
+def test_alpha_grad_dispatch():
   params, alphas, train, val, buffer = _problem()
-  grads, loss, _ = architect.alpha_grad(order, _loss_fn, params, alphas, train, val, XI, buffer,
-                                        MOMENTUM, WEIGHT_DECAY)
-  assert grads['mix'].shape == (3,)
-  assert np.isfinite(float(loss))
+  second = (_loss_fn, params, alphas, train, val, XI, buffer, MOMENTUM, WEIGHT_DECAY)
+  expected = {'first': architect.first_order_grad(_loss_fn, params, alphas, val),
+              'second_exact': architect.second_order_exact_grad(*second),
+              'second_fd': architect.second_order_fd_grad(*second)}
+  assert set(expected) == set(architect.ORDERS)
+  for order, (want, want_loss, _) in expected.items():
+    grads, loss, _ = architect.alpha_grad(order, *second)
+    np.testing.assert_array_equal(grads['mix'], want['mix'], err_msg=order)
+    assert float(loss) == float(want_loss)
+  # The three orders differ on this problem, so a wrong dispatch would show.
+  assert not np.allclose(expected['first'][0]['mix'], expected['second_exact'][0]['mix'])
+  assert not np.array_equal(expected['second_fd'][0]['mix'],
+                            expected['second_exact'][0]['mix'])
 
 
 @pytest.mark.parametrize('order', ['second_exact', 'second_fd'])
@@ -107,6 +115,11 @@ def test_precomputed_train_grads_give_the_same_hypergradient(order):
     reused, reused_loss, _ = architect.alpha_grad(*args, train_grads=train_grads)
   np.testing.assert_allclose(reused['mix'], computed['mix'], rtol=1e-12)
   np.testing.assert_allclose(reused_loss, loss, rtol=1e-12)
+  # The given gradient is the one used: another one gives another w' and hypergradient.
+  with jax.enable_x64(True):
+    doubled, _, _ = architect.alpha_grad(
+        *args, train_grads=jax.tree.map(lambda g: 2 * g, train_grads))
+  assert not np.allclose(doubled['mix'], computed['mix'], rtol=1e-6)
 
 
 def _tiny_supernet_config(order='second'):

@@ -79,8 +79,11 @@ def test_schedules_and_label_smoothing():
   config.train.lr_schedule, config.train.lr_decay = 'exponential', 0.5
   assert float(augment.learning_rate(config, 2)) == pytest.approx(0.025)
   logits, labels = jnp.array([[2.0, 0.0]]), jnp.array([0])
-  plain = float(augment.loss_with_smoothing(logits, labels, 0.0))
-  assert float(augment.loss_with_smoothing(logits, labels, 0.2)) > plain
+  logp = np.log(np.exp([2.0, 0.0]) / np.exp([2.0, 0.0]).sum())
+  assert float(augment.loss_with_smoothing(logits, labels, 0.0)) == pytest.approx(-logp[0])
+  # The reference's CrossEntropyLabelSmooth: (1 - e) one-hot + e / num_classes.
+  assert float(augment.loss_with_smoothing(logits, labels, 0.2)) == pytest.approx(
+      -(0.9 * logp[0] + 0.1 * logp[1]))
 
 
 def test_eval_step_sums_top1_and_top5_against_numpy():

@@ -43,17 +43,18 @@ def test_darts_init_and_weights_are_unchanged():
 def test_gdas_forward_is_one_hot_and_gradient_only_through_sampled_op():
   alpha = jnp.array([[0.1, 0.5, -0.2, 0.0], [1.0, 0.0, 0.0, 0.0]])
   key = jax.random.key(0)
-  w = methods.gumbel_hard(key, alpha, 1.0)
+  tau = 0.5
+  w = methods.gumbel_hard(key, alpha, tau)
   assert set(np.unique(np.asarray(w))) <= {0.0, 1.0}
   np.testing.assert_array_equal(np.sum(w, -1), [1.0, 1.0])
   # d/dalpha of sum(c * w) equals the gradient of the sampled soft probability only.
   c = jnp.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
-  g = jax.grad(lambda a: jnp.sum(c * methods.gumbel_hard(key, a, 1.0)))(alpha)
+  g = jax.grad(lambda a: jnp.sum(c * methods.gumbel_hard(key, a, tau)))(alpha)
   sampled = jnp.argmax(w, -1)
 
   def soft(a):
     gum = jax.random.gumbel(key, a.shape, a.dtype)
-    return jax.nn.softmax(jax.nn.log_softmax(a, -1) + gum, -1)
+    return jax.nn.softmax((jax.nn.log_softmax(a, -1) + gum) / tau, -1)
 
   expect = jax.grad(lambda a: jnp.sum(jnp.take_along_axis(c * soft(a), sampled[:, None], 1)))(
       alpha)
@@ -87,12 +88,16 @@ def test_drnas_dirichlet_sample_gradient_and_regularizer():
   # Reparameterized: the sample depends on alpha through implicit gamma gradients.
   g = jax.grad(lambda a: jnp.sum(fn(a)['normal'] * jnp.arange(8.0)))(a)
   assert np.all(np.isfinite(g['normal'])) and np.abs(g['normal']).max() > 0
-  # The L2 penalty pushes the concentrations down.
+  # The L2 penalty on the concentrations c = softplus(a) + eps: d/da reg * c^2.
   zeros = jax.tree.map(jnp.zeros_like, a)
   rg = methods.add_regularizer_grad(config, a, zeros)
-  assert np.all(np.asarray(rg['normal']) > 0)
+  an = np.asarray(a['normal'], np.float64)
+  conc = np.log1p(np.exp(an)) + config.method.dirichlet_eps
+  np.testing.assert_allclose(
+      rg['normal'], 2 * config.method.reg_scale * conc / (1 + np.exp(-an)), rtol=1e-5)
+  # Derivation ranks the Dirichlet mean c / sum(c), not a softmax.
   mean = methods.derivation_weights(config, a)['normal']
-  np.testing.assert_allclose(mean.sum(-1), 1.0)
+  np.testing.assert_allclose(mean, conc / conc.sum(-1, keepdims=True), rtol=1e-5)
 
 
 def test_pc_darts_edge_normalization():

@@ -6,6 +6,7 @@ subprocesses share one persistent compilation cache (the first run of this
 file compiles everything: several minutes on a 2-core CPU; later runs reuse it).
 """
 
+import json
 import os
 import re
 import signal
@@ -103,7 +104,10 @@ def outputs(workdir):
     genotype = f.read().strip()
   with open(os.path.join(workdir, 'genotypes.jsonl'), encoding='utf-8') as f:
     genotype_lines = f.readlines()
-  return alphas, genotype, genotype_lines
+  with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
+    losses = [[r[k] for k in ('train_loss', 'search_val_loss', 'val_loss')]
+              for r in map(json.loads, f)]
+  return alphas, genotype, genotype_lines, losses
 
 
 @pytest.fixture(scope='module')
@@ -114,12 +118,15 @@ def one_device_run(tmp_path_factory):
 
 
 def assert_same_search(got, want):
-  alphas, genotype, genotype_lines = got
-  want_alphas, want_genotype, _ = want
+  alphas, genotype, genotype_lines, losses = got
+  want_alphas, want_genotype, _, want_losses = want
   for cell in ('normal', 'reduce'):
     np.testing.assert_allclose(alphas[cell], want_alphas[cell], rtol=0, atol=1e-5)
   assert genotype == want_genotype
   assert len(genotype_lines) == 2  # One per epoch, written once (by process 0 only).
+  # Per-epoch train, search-validation and validation losses: the weights took the same
+  # steps (Adam's alpha steps alone would hide a wrongly scaled weight gradient).
+  np.testing.assert_allclose(losses, want_losses, rtol=1e-4)
 
 
 def test_eight_devices_give_the_one_device_search(one_device_run, tmp_path):

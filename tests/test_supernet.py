@@ -71,6 +71,30 @@ def test_batched_edges_equal_separate_edges(stride):
     np.testing.assert_allclose(singles[e], out[e], rtol=1e-5, atol=1e-5)
 
 
+def test_mixed_edges_are_the_weighted_sum_of_known_ops():
+  """Against ops whose output is known: identity, zero, and a weight on each."""
+  prims = ('none', 'skip_connect', 'avg_pool_3x3')
+  x = jax.random.normal(jax.random.key(4), (2, 6, 6, 3))
+  edges = supernet.MixedEdges(prims, 3, 1, 3)
+  weights = jnp.array([[0.0, 1.0, 0.0],    # skip only: x
+                       [0.7, 0.3, 0.0],    # 0.7 * zero + 0.3 * x
+                       [0.0, 0.25, 0.75]])  # 0.25 * x + 0.75 * BN(avg_pool(x))
+  variables = _host_init(edges, 5, x, weights, train=True)
+  out, _ = jax.jit(lambda v: edges.apply(v, x, weights, train=True, mutable=['batch_stats']))(
+      variables)
+  np.testing.assert_allclose(out[0], x, rtol=1e-6)
+  np.testing.assert_allclose(out[1], 0.3 * x, rtol=1e-6)
+  # The pool (count_include_pad=False) then a batch norm without affine, by numpy.
+  xn = np.asarray(x, np.float64)
+  padded = np.pad(xn, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  ones = np.pad(np.ones_like(xn), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  window = lambda a: sum(a[:, i:i + 6, j:j + 6] for i in range(3) for j in range(3))
+  pooled = window(padded) / window(ones)
+  mean, var = pooled.mean((0, 1, 2)), pooled.var((0, 1, 2))
+  normed = (pooled - mean) / np.sqrt(var + 1e-5)
+  np.testing.assert_allclose(out[2], 0.25 * xn + 0.75 * normed, rtol=1e-4, atol=1e-5)
+
+
 def test_conv_ops_of_an_edge_pad_its_input_alike():
   """The first depthwise convolution of every conv op pads the edge input by one amount
   (so XLA pads it once); the sep convs' second convolutions keep their own padding."""
