@@ -104,7 +104,9 @@ class EpochMetrics:
     values = jax.device_get(self.steps)
     return [{k: float(v) for k, v in m.items() if k != 'finite'} for m in values]
 
-  def mean(self, host: list, key: str) -> float:
+  @staticmethod
+  def mean(host: list, key: str) -> float:
+    """The mean of `key` over `host()`'s steps, summed in float64."""
     return float(np.mean(np.asarray([m[key] for m in host], dtype=np.float64)))
 
 
