@@ -110,19 +110,80 @@ def test_search_cell_with_one_hot_and_all_none_weights():
   np.testing.assert_array_equal(y_none, 0)
 
 
-def test_search_network_shapes_and_nb201_parameter_count():
+def _infer_cell_vars_from_search_cell(search_params, arch):
+  """The InferCell variables that compute what the one-hot search cell computes.
+
+  A search cell's nor_conv on the E edges leaving node src is one kernel with E * C
+  output channels, chunk e belonging to the e-th of those edges in alpha row order;
+  the evaluation cell has affine BN, which at its init (scale 1, bias 0) is the
+  search cell's non-affine BN.
+  """
+  rows_of = dict(nb201._edges_by_source())
+  dst_src = nb201.edge_list()
+  conv_module = {'nor_conv_1x1': 'NorConv_0', 'nor_conv_3x3': 'NorConv_1'}
+  params = {}
+  for dst, node in enumerate(arch.nodes, start=1):
+    for op, src in node:
+      if op not in conv_module:
+        continue
+      e = rows_of[src].index(dst_src.index((dst, src)))
+      kernel = search_params[f'edges_from_{src}'][conv_module[op]]['kernel']
+      c = kernel.shape[-1] // len(rows_of[src])
+      params[f'edge_{dst}_{src}'] = {
+          'kernel': kernel[..., e * c:(e + 1) * c],
+          'BatchNorm_0': {'scale': jnp.ones((1, c)), 'bias': jnp.zeros((1, c))}}
+  return params
+
+
+@pytest.mark.parametrize('text', [
+    EXAMPLE,
+    '|nor_conv_1x1~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'])
+def test_one_hot_search_cell_computes_the_evaluation_cell(text):
+  """With one-hot weights the supernet cell is the discrete cell trained from scratch."""
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+  arch = nb201.parse_arch(text)
+  w = jax.nn.one_hot(jnp.array([nb201.PRIMITIVES.index(o) for o in nb201.arch_ops(arch)]), 5)
+  search_cell = nb201.SearchCell(nb201.PRIMITIVES, 3)
+  search_vars = search_cell.init(jax.random.key(1), x, w, True)
+  infer_cell = nb201.InferCell(arch, 3)
+  infer_params = _infer_cell_vars_from_search_cell(search_vars['params'], arch)
+  infer_vars = infer_cell.init(jax.random.key(0), x, True)
+  assert jax.tree.map(jnp.shape, infer_params) == jax.tree.map(jnp.shape, infer_vars['params'])
+  infer_vars = {'params': infer_params, 'batch_stats': infer_vars['batch_stats']}
+  for train in (True, False):  # batch statistics, then the (initial) running ones
+    y_search, _ = search_cell.apply(search_vars, x, w, train, mutable=['batch_stats'])
+    y_infer, _ = infer_cell.apply(infer_vars, x, train, mutable=['batch_stats'])
+    np.testing.assert_allclose(y_infer, y_search, rtol=1e-5, atol=1e-5)
+  assert float(jnp.std(y_search)) > 0.1
+
+
+def test_search_network_classifier_shape():
   model = nb201.SearchNetwork(num_classes=10, init_channels=16, cells_per_stage=5)
   x = jnp.zeros((1, 32, 32, 3))
   v = jax.eval_shape(lambda: model.init(jax.random.key(0), x,
                                         {'normal': jnp.ones((6, 5)) / 5}, True))
   assert v['params']['classifier']['kernel'].shape == (64, 10)
-  arch = nb201.parse_arch(EXAMPLE)
-  ev = nb201.EvalNetwork(num_classes=10, init_channels=16, cells_per_stage=5, arch=arch)
-  vs = jax.eval_shape(lambda: ev.init(jax.random.key(0), x, train=True))
-  n = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(vs['params']))
-  # Stem + 3x(5 cells) + 2 ResNet blocks; nor_conv_3x3 dominates. About 0.5M weights
-  # for this cell at C=16 (ResNet blocks and 4 conv edges per cell).
-  assert 0.2e6 < n < 1.5e6
+
+
+ALL_CONV_3X3 = ('|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+'
+                '|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|')
+ALL_NONE = '|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'
+
+
+@pytest.mark.parametrize('text, num_classes, published', [
+    (ALL_CONV_3X3, 10, 1_531_546), (ALL_CONV_3X3, 100, 1_537_396),
+    (ALL_NONE, 10, 73_306), (ALL_NONE, 100, 79_156)])
+def test_eval_network_parameter_count_is_nas_bench_201s(text, num_classes, published):
+  """The largest and smallest cells' weights, as NAS-Bench-201's API reports them.
+
+  The API's 'params' for CIFAR-10 range over 0.073306-1.531546 MB and for CIFAR-100 over
+  0.079156-1.537396 MB (millions of trainable weights, BN affine included): the all-'none'
+  and all-nor_conv_3x3 cells at C=16, N=5.
+  """
+  ev = nb201.EvalNetwork(num_classes=num_classes, init_channels=16, cells_per_stage=5,
+                         arch=nb201.parse_arch(text))
+  vs = jax.eval_shape(lambda: ev.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=True))
+  assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(vs['params'])) == published
 
 
 # ---------------------------------------------------------------------------
