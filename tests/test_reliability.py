@@ -179,41 +179,39 @@ def reference(tmp_path_factory):
 # End to end (subprocesses).
 
 
-def test_killed_damaged_and_preempted_run_ends_bitwise_identical(reference, tmp_path):
+def test_preempted_killed_and_damaged_run_ends_bitwise_identical(reference, tmp_path):
   workdir = str(tmp_path / 'run')
-  # 1. SIGKILL early in epoch 1, 2. SIGKILL around the end of epoch 1.
-  first = _kill_after_checkpoint(workdir, 1)
-  second = _kill_after_checkpoint(workdir, max(first + 1, 3))
-  assert _steps(workdir)[-1] >= 3
-
-  # 3. The newest checkpoint is damaged: the run says so, resumes from the
-  #    previous one, and is preempted by SIGTERM after its next checkpoint.
-  steps = _steps(workdir)
-  newest, previous = steps[-1], steps[-2]
-  _damage(os.path.join(workdir, checkpoint.CHECKPOINTS, str(newest)))
-  set_aside = os.path.join(workdir, checkpoint.UNREADABLE, str(newest))
+  # 1. SIGTERM after the first checkpoint (the handler is on by then), with five
+  #    steps and an epoch end still to run: the run checkpoints the step it is on
+  #    and exits 0.
   proc = _start(workdir)
-  # A new checkpoint after the damaged one was set aside: the SIGTERM handler is on.
-  _wait_for_checkpoint(proc, workdir, previous + 1, ready=lambda: os.path.isdir(set_aside))
+  _wait_for_checkpoint(proc, workdir, 1)
   sent = time.monotonic()
   proc.send_signal(signal.SIGTERM)
   out = _finish(proc, timeout=120)
   exit_seconds = time.monotonic() - sent
   assert proc.returncode == 0, out[-3000:]
-  assert f'checkpoint of step {newest} is unreadable' in out
-  assert f'resuming from the checkpoint of step {previous}' in out
-  if 'preempted: True' in out:  # SIGTERM landed before the last step.
-    assert exit_seconds < 30, exit_seconds
-    stopped = _steps(workdir)[-1]
-    assert f'stopped by SIGTERM after step {stopped}' in out
-    assert stopped < TINY_STEPS
-  else:  # It arrived during the final epoch end: the run finished normally.
-    assert _steps(workdir)[-1] == TINY_STEPS
+  assert 'preempted: True' in out, out[-3000:]
+  stopped = _steps(workdir)[-1]
+  assert stopped < TINY_STEPS
+  assert f'stopped by SIGTERM after step {stopped}' in out
+  assert exit_seconds < 30, exit_seconds
+  # 2. SIGKILL after a later checkpoint, 3. SIGKILL around the end of epoch 1.
+  first = _kill_after_checkpoint(workdir, stopped + 1)
+  second = _kill_after_checkpoint(workdir, max(first + 1, 3))
+  assert _steps(workdir)[-1] >= 3
 
-  # 4. Resume to the end.
+  # 4. The newest checkpoint is damaged: the run says so, resumes from the
+  #    previous one and runs to the end.
+  steps = _steps(workdir)
+  newest, previous = steps[-1], steps[-2]
+  _damage(os.path.join(workdir, checkpoint.CHECKPOINTS, str(newest)))
   proc = _start(workdir)
   out = _finish(proc)
   assert proc.returncode == 0, out[-3000:]
+  assert f'checkpoint of step {newest} is unreadable' in out
+  assert f'resuming from the checkpoint of step {previous}' in out
+  assert os.path.isdir(os.path.join(workdir, checkpoint.UNREADABLE, str(newest)))
   _assert_bitwise_equal(reference, workdir)
   # Epoch lines of the interrupted runs are not duplicated, and each epoch's averages
   # cover all its steps (mid-epoch checkpoints keep the steps run before them).
@@ -227,7 +225,8 @@ def test_killed_damaged_and_preempted_run_ends_bitwise_identical(reference, tmp_
   logdir = os.path.join(workdir, metrics.TENSORBOARD_SUBDIR)
   assert _tensorboard_scalars(logdir, 'train_loss') == {
       r['step']: [pytest.approx(r['train_loss'])] for r in records}
-  print(f'killed after checkpoints {first} and {second}; SIGTERM exit in {exit_seconds:.1f} s')
+  print(f'SIGTERM after step {stopped} (exit in {exit_seconds:.1f} s); killed after checkpoints '
+        f'{first} and {second}')
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(reference, tmp_path):
