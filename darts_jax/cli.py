@@ -5,12 +5,15 @@
 on a UserError. The entry points: darts_jax.main, .summary, .visualize, .report.
 """
 
+import logging
+import os
 import re
 import sys
 from typing import Callable, Sequence
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 
 from darts_jax.errors import UserError
 
@@ -48,6 +51,14 @@ def parse_flags(argv: Sequence[str]):
 
 def config_value(config_flag, example: str):
   """The config of a DEFINE_config_file flag (its file loads on first access)."""
+  flag = flags.FLAGS[config_flag.name]
+  spec = (config_flags.get_config_filename(flag) or '') if flag.present else ''
+  path = spec if os.path.exists(spec) else spec.split(':', 1)[0]
+  if flag.present and not spec:
+    raise UserError(f'no --config given; pass e.g. --config={example}')
+  if path and not os.path.exists(path):
+    raise UserError(f'config file {path} not found (relative to {os.getcwd()}); pass e.g. '
+                    f'--config={example}')
   try:
     config = config_flag.value
     if config is not None:
@@ -69,4 +80,6 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
     except UserError as e:
       _exit_with(str(e))
 
+  # JAX logs at INFO that it found no TPU library on every CPU or GPU machine.
+  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
   app.run(main_with_user_errors, flags_parser=parse_flags)

@@ -155,7 +155,8 @@ COMMAND_CASES = [
     ('unknown config field', ['--config.train.epochz=3'], 'unknown config field epochz'),
     ('unknown top-level field', ['--config.colour=red'], 'unknown config field colour'),
     ('wrong value type', ['--config.train.epochs=many'], 'many'),
-    ('missing config file', ['--config=experiments/nope.py'], 'cannot load --config'),
+    ('missing config file', ['--config=experiments/nope.py'],
+     'config file experiments/nope.py not found'),
     ('no config', ['--config='], 'config'),
     ('unknown config file argument', ['--config=experiments/search_cifar10.py:third'],
      'search_cifar10.py:third: unknown search order third; use one of'),
@@ -175,8 +176,8 @@ COMMAND_CASES = [
 
 
 TOOL_CASES = [  # (module, args; {tmp} is a fresh directory, {file} a file in it, fragment)
-    ('darts_jax.summary', ['--genotype=DARTS_V2', '--config=experiments/nope.py'],
-     'cannot load --config'),
+    ('darts_jax.summary', ['--genotype=DARTS_V2', '--config=experiments/nope.py:x'],
+     'config file experiments/nope.py not found'),
     ('darts_jax.summary', ['--genotype=DARTS_V2'], 'no --config given'),
     ('darts_jax.visualize', ['--genotype=DARTS_V2', '--out={file}/cells'],
      'cannot create --out directory'),
