@@ -16,7 +16,10 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   config.seed = 2
   # data_dir '': $TFDS_DATA_DIR or ~/tensorflow_datasets (a string, so that
   # --config.dataset.data_dir=... can override it; ml_collections refuses None fields).
-  config.dataset = dict(name='cifar10', data_dir='', train_portion=0.5)
+  # The search samples `search_subset` of the train split (PC-DARTS on ImageNet: 0.125)
+  # and divides it into search-train (`train_portion`) and search-val. An epoch is one
+  # pass over search-train; a smaller search-val is cycled.
+  config.dataset = dict(name='cifar10', data_dir='', train_portion=0.5, search_subset=1.0)
   config.search_space = dict(primitives=tuple(genotypes.PRIMITIVES), steps=4, multiplier=4,
                              name='darts',  # Or 'nb201' (darts_jax/nb201.py).
                              benchmark_path='', benchmark_dataset='cifar10')  # nb201 only.
@@ -24,14 +27,18 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   config.method = dict(name='darts', tau_max=10.0, tau_min=0.1, partial_channels=4,
                        arch_start_epoch=0, dirichlet_eps=1e-3, reg_scale=1e-3,
                        num_candidates=100, candidate_eval_examples=256, skip_unused_ops=True)
-  config.model = dict(init_channels=16, layers=8, stem_multiplier=3, depthwise_impl='auto',
+  config.model = dict(init_channels=16, layers=8, stem_multiplier=3,
+                      stem='cifar',  # Or 'imagenet': PC-DARTS's three stride-2 convs.
+                      depthwise_impl='auto',
                       cell_impl='auto',  # 'scan' on CPU, 'grouped' on GPU/TPU.
                       remat='auto',  # Recompute activations in backward: 'auto' = on CPU.
                       compute_dtype='float32')  # Or 'bfloat16' (params stay float32).
   config.train = dict(batch_size=64, epochs=50, lr=0.025, lr_min=0.001, momentum=0.9,
-                      weight_decay=3e-4, grad_clip=5.0, crop_padding=4)
+                      weight_decay=3e-4, grad_clip=5.0, crop_padding=4,
+                      warmup_epochs=0)  # > 0: epoch e's lr times (e + 1) / warmup_epochs.
   config.arch = dict(order=SEARCH_ORDERS[order], lr=3e-4, beta1=0.5, beta2=0.999,
                      weight_decay=1e-3,
+                     grad_clip=0.0,  # > 0: the alpha gradient's global norm is clipped.
                      # Second order: True steps the weights with the virtual step's train
                      # gradient (at the pre-update alphas), one pass fewer; DARTS: False.
                      share_train_grad=False)

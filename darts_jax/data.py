@@ -385,30 +385,38 @@ def _project_data_source(name: str, split: str, data_dir: str, download: bool,
 
 
 def search_split(num_examples: int, train_portion: float = 0.5,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                 seed: int = 0, subset: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
   """DARTS's split of the train set into search-train and search-val.
 
-  Returns two disjoint sorted int64 index arrays covering range(num_examples):
-  the first `floor(train_portion * num_examples)` entries of a permutation
-  seeded by `seed`, and the rest.
+  Returns two disjoint sorted int64 index arrays: of the first
+  m = floor(subset * num_examples) entries of a permutation seeded by `seed`,
+  the first floor(train_portion * m) and the rest (with subset 1, all of
+  range(num_examples)). PC-DARTS's ImageNet search samples 10% and 2.5% of the
+  train set: subset 0.125, train_portion 0.8.
   """
   if not 0.0 < train_portion < 1.0:
     raise UserError(f'train_portion must be in (0, 1), got {train_portion}')
-  num_train = int(np.floor(train_portion * num_examples))
-  if num_train < 1 or num_train >= num_examples:
-    raise UserError(f'cannot split {num_examples} examples with '
+  if not 0.0 < subset <= 1.0:
+    raise UserError(f'search_subset must be in (0, 1], got {subset}')
+  num_used = int(np.floor(subset * num_examples))
+  num_train = int(np.floor(train_portion * num_used))
+  if num_train < 1 or num_train >= num_used:
+    raise UserError(f'cannot split {num_used} examples with '
                     f'train_portion={train_portion}: a part would be empty')
-  perm = np.random.default_rng(seed).permutation(num_examples)
+  perm = np.random.default_rng(seed).permutation(num_examples)[:num_used]
   return np.sort(perm[:num_train]), np.sort(perm[num_train:])
 
 
 def epoch_batches(indices: np.ndarray, batch_size: int, seed: int, epoch: int,
-                  process_index: int = 0, process_count: int = 1) -> np.ndarray:
+                  process_index: int = 0, process_count: int = 1,
+                  num_steps: int | None = None) -> np.ndarray:
   """This process's index batches of one epoch.
 
   The epoch is a permutation of `indices` seeded by (seed, epoch), cut into
   global batches of `batch_size` (the remainder dropped). Each process takes
-  its own contiguous slice of every global batch.
+  its own contiguous slice of every global batch. With `num_steps` the first
+  `num_steps` batches; where one permutation has fewer, further ones, seeded by
+  (seed, epoch, round), follow (a smaller search-val split is cycled).
 
   Returns:
     int64 [steps, batch_size // process_count].
@@ -424,8 +432,11 @@ def epoch_batches(indices: np.ndarray, batch_size: int, seed: int, epoch: int,
   if steps == 0:
     raise UserError(f'batch_size {batch_size} is larger than the '
                     f'{len(indices)} examples to batch: lower batch_size')
-  perm = np.random.default_rng([seed, epoch]).permutation(indices)
-  batches = perm[:steps * batch_size].reshape(steps, batch_size)
+  rounds = 1 if num_steps is None else max(1, -(-num_steps // steps))
+  batches = np.concatenate([
+      np.random.default_rng([seed, epoch] + ([r] if r else [])).permutation(indices)[
+          :steps * batch_size].reshape(steps, batch_size) for r in range(rounds)])
+  batches = batches[:num_steps]
   local = batch_size // process_count
   return batches[:, process_index * local:(process_index + 1) * local]
 
@@ -439,8 +450,9 @@ def epoch_loader(source: Source, indices: np.ndarray, batch_size: int, seed: int
                  process_count: int = 1) -> BatchLoader:
   """One epoch's loader: that epoch's batch order and, for a source with random host
   preprocessing (ImageNet's crops and flips), that epoch's draws."""
-  batches = epoch_batches(indices, batch_size, seed, epoch, process_index, process_count)
-  return BatchLoader(for_epoch(source, epoch), batches[:num_steps], start_step=start_step)
+  batches = epoch_batches(indices, batch_size, seed, epoch, process_index, process_count,
+                          num_steps)
+  return BatchLoader(for_epoch(source, epoch), batches, start_step=start_step)
 
 
 @dataclasses.dataclass

@@ -577,6 +577,15 @@ _ZOO_TEXT: dict[str, str] = {
         "('max_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_5x5', 2), "
         "('sep_conv_3x3', 0), ('sep_conv_3x3', 3), ('sep_conv_3x3', 1), "
         "('sep_conv_3x3', 2)], reduce_concat=range(2, 6))"),
+    # PC-DARTS searched directly on ImageNet (the paper's Table 3).
+    'PC_DARTS_image': (
+        "Genotype(normal=[('skip_connect', 1), ('sep_conv_3x3', 0), "
+        "('sep_conv_3x3', 0), ('skip_connect', 1), ('sep_conv_3x3', 1), "
+        "('sep_conv_3x3', 3), ('sep_conv_3x3', 1), ('dil_conv_5x5', 4)], "
+        "normal_concat=range(2, 6), reduce=[('sep_conv_3x3', 0), "
+        "('skip_connect', 1), ('dil_conv_5x5', 2), ('max_pool_3x3', 1), "
+        "('sep_conv_3x3', 2), ('sep_conv_3x3', 1), ('sep_conv_5x5', 0), "
+        "('sep_conv_3x3', 3)], reduce_concat=range(2, 6))"),
     # P-DARTS (Chen et al., ICCV 2019), CIFAR-10.
     'PDARTS': (
         "Genotype(normal=[('skip_connect', 0), ('dil_conv_3x3', 1), "
@@ -620,6 +629,7 @@ DARTS_V1 = ZOO['DARTS_V1']
 DARTS_V2 = ZOO['DARTS_V2']
 DARTS = ZOO['DARTS']
 PC_DARTS_cifar = ZOO['PC_DARTS_cifar']
+PC_DARTS_image = ZOO['PC_DARTS_image']
 PDARTS = ZOO['PDARTS']
 NASNet = ZOO['NASNet']
 AmoebaNet = ZOO['AmoebaNet']

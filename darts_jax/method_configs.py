@@ -1,7 +1,7 @@
 """Search configs per space and method, and NAS-Bench-201 training from scratch.
 
-Used by experiments/search_cifar10_methods.py, experiments/search_nb201.py and
-experiments/augment_nb201.py. A config argument is `method` or `method,tiny`
+Used by experiments/search_cifar10_methods.py, experiments/search_imagenet.py,
+experiments/search_nb201.py and experiments/augment_nb201.py. A config argument is `method` or `method,tiny`
 (e.g. `--config=experiments/search_nb201.py:gdas,tiny`).
 
 Where the settings come from (checked against the official code, 2026-11-28):
@@ -90,6 +90,42 @@ def search_cifar10(arg: str = 'darts') -> ml_collections.ConfigDict:
     config.search_space.steps = 2
     config.search_space.multiplier = 2
     config.model.layers = 2
+  return config
+
+
+def search_imagenet(arg: str = '') -> ml_collections.ConfigDict:
+  """PC-DARTS's search on ImageNet (yuhuixu1993/PC-DARTS train_search_imagenet.py and
+  model_search_imagenet.py): 8 cells, C=16, three stride-2 stem convs, K=2 partial
+  channels + edge normalization; 10% / 2.5% of the train set as search-train / -val
+  (random-resized crops and flips on both); 50 epochs at batch 1024, SGD lr 0.5 cosine
+  to 0 with a 5-epoch linear warm-up, weight decay 3e-4, gradient clip 5; alphas Adam
+  6e-3 (0.5, 0.999), weight decay 1e-3, clipped at 5 too, frozen for 35 epochs.
+  `arg`: '' or 'tiny' (2 cells, C=4, 4 ops: a smoke test on mock data)."""
+  if arg not in ('', 'tiny'):
+    raise ValueError(f'unknown config argument {arg!r}; use "" or "tiny"')
+  config = configs.search_config('first')
+  _method(config, 'pc_darts')
+  config.dataset.name = 'imagenet2012'
+  config.dataset.search_subset, config.dataset.train_portion = 0.125, 0.8
+  config.model.stem = 'imagenet'
+  config.method.partial_channels = 2
+  config.method.arch_start_epoch = 35
+  config.train.update(batch_size=1024, epochs=50, lr=0.5, lr_min=0.0, warmup_epochs=5,
+                      weight_decay=3e-4, grad_clip=5.0, crop_padding=0)
+  config.arch.update(lr=6e-3, weight_decay=1e-3, grad_clip=5.0)
+  config.eval_batch_size = 1024
+  if arg == 'tiny':
+    config.seed = 0
+    config.dataset.search_subset = 1.0
+    config.search_space.primitives = ['none', 'skip_connect', 'max_pool_3x3', 'sep_conv_3x3']
+    config.search_space.steps = 2
+    config.search_space.multiplier = 2
+    config.model.init_channels = 4
+    config.model.layers = 2
+    config.train.update(batch_size=4, epochs=2, warmup_epochs=2)
+    config.method.arch_start_epoch = 0
+    config.eval_batch_size = 4
+    config.checkpoint_every_steps = 0
   return config
 
 

@@ -153,6 +153,7 @@ def build_model(config, num_classes: int):
       cell_impl=supernet.resolve_cell_impl(config.model.get('cell_impl', 'auto')),
       remat=supernet.resolve_remat(config.model.get('remat', 'auto')),
       strided_input_by_switch=config.arch.get('order') == 'second_exact',
+      stem=config.model.get('stem', 'cifar'),
       **network_options(config))
 
 

@@ -64,9 +64,17 @@ def cross_entropy(logits, labels) -> jax.Array:
 
 
 def cosine_lr(config, epoch):
-  """The reference's per-epoch cosine annealing from lr to lr_min."""
+  """The reference's per-epoch cosine annealing from lr to lr_min.
+
+  With `config.train.warmup_epochs` = n > 0, epoch e < n runs at (e + 1) / n of it
+  (PC-DARTS's ImageNet search: n = 5, for batches above 256).
+  """
   t = config.train
-  return t.lr_min + 0.5 * (t.lr - t.lr_min) * (1 + jnp.cos(jnp.pi * epoch / t.epochs))
+  lr = t.lr_min + 0.5 * (t.lr - t.lr_min) * (1 + jnp.cos(jnp.pi * epoch / t.epochs))
+  warmup = t.get('warmup_epochs', 0)
+  if warmup > 0:
+    lr = lr * jnp.minimum(1.0, (epoch + 1) / warmup)
+  return lr
 
 
 def sgd_momentum_update(params, grads, buffer, lr, momentum, weight_decay, grad_clip):
@@ -87,10 +95,14 @@ def all_finite(*trees) -> jax.Array:
 
 
 def alpha_optimizer(config) -> optax.GradientTransformation:
-  """Adam with L2 weight decay added to the gradient (PyTorch Adam semantics)."""
+  """Adam with L2 weight decay added to the gradient (PyTorch Adam semantics), after
+  global-norm clipping when `config.arch.grad_clip` > 0 (PC-DARTS's ImageNet search)."""
   a = config.arch
-  return optax.chain(optax.add_decayed_weights(a.weight_decay),
-                     optax.adam(a.lr, b1=a.beta1, b2=a.beta2))
+  decayed_adam = [optax.add_decayed_weights(a.weight_decay),
+                  optax.adam(a.lr, b1=a.beta1, b2=a.beta2)]
+  if a.get('grad_clip', 0.0) > 0:
+    return optax.chain(optax.clip_by_global_norm(a.grad_clip), *decayed_adam)
+  return optax.chain(*decayed_adam)
 
 
 def preprocess(key, batch, info: data.DatasetInfo, crop_padding: int):
@@ -314,8 +326,23 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
   if config.model.depthwise_impl not in conv.IMPLEMENTATIONS:
     raise UserError(f'unknown config.model.depthwise_impl {config.model.depthwise_impl!r}; '
                     f'use one of {conv.IMPLEMENTATIONS}')
-  check_image_size(info, len(supernet.reduction_layers(config.model.layers)),
-                   config.model.layers)
+  stem = config.model.get('stem', 'cifar')
+  if stem not in supernet.STEMS:
+    raise UserError(f'unknown config.model.stem {stem!r}; use one of {supernet.STEMS}')
+  if stem != 'cifar' and methods.space_name(config) != 'darts':
+    raise UserError(f"config.model.stem={stem!r} is for the DARTS space; NAS-Bench-201 has "
+                    "its own stem: set config.model.stem='cifar'")
+  warmup = t.get('warmup_epochs', 0)
+  if not isinstance(warmup, int) or warmup < 0:
+    raise UserError(f'config.train.warmup_epochs must be an integer >= 0, got {warmup!r}')
+  if config.arch.get('grad_clip', 0.0) < 0:
+    raise UserError(f'config.arch.grad_clip must be >= 0 (0: no clipping), got '
+                    f'{config.arch.grad_clip}')
+  subset = config.dataset.get('search_subset', 1.0)
+  if not 0.0 < subset <= 1.0:
+    raise UserError(f'config.dataset.search_subset must be in (0, 1], got {subset}')
+  check_image_size(info, supernet.stem_strides(stem)
+                   + len(supernet.reduction_layers(config.model.layers)), config.model.layers)
 
 
 def check_seed(seed):
@@ -354,14 +381,16 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   is_main = jax.process_index() == 0
   checkpoint.prepare_workdir(workdir, config, mode='search', write=is_main)
 
-  # Data: the train split only, halved into search-train and search-val.
+  # Data: the train split only (or a sample of it), divided into search-train and
+  # search-val. An epoch is one pass over search-train; a smaller search-val is cycled.
   source = data.load_source(config.dataset.name, 'train', config.dataset.data_dir,
                             seed=config.seed)
   train_idx, val_idx = data.search_split(len(source), config.dataset.train_portion,
-                                         config.seed)
+                                         config.seed,
+                                         subset=config.dataset.get('search_subset', 1.0))
   batch = config.train.batch_size
-  steps_per_epoch = min(len(train_idx), len(val_idx)) // batch
-  if steps_per_epoch == 0:
+  steps_per_epoch = len(train_idx) // batch
+  if min(len(train_idx), len(val_idx)) < batch:
     raise UserError(f'config.train.batch_size {batch} is larger than the '
                     f'{min(len(train_idx), len(val_idx))} examples of each search split')
   if config.max_steps_per_epoch > 0:

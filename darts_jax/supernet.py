@@ -331,17 +331,14 @@ class SearchNetwork(nn.Module):
   # only the exact second-order search turns it on (BUILD_NOTES.md, "The input
   # gradient of the strided edges: a one-core loop").
   strided_input_by_switch: bool = False
+  stem: str = 'cifar'  # Or 'imagenet': see `_stems`.
 
   @nn.compact
   def __call__(self, x, edge_weights, train: bool):
     """x: [B, H, W, C_img]; edge_weights: {'normal', 'reduce'}: [num_edges, num_ops]."""
-    c_curr = self.stem_multiplier * self.init_channels
-    kernel = self.param('stem_conv', initializers.torch_default, (3, 3, x.shape[-1], c_curr))
-    s = conv.conv2d(x, kernel)
-    s = search_ops.BatchNorm(affine=True, name='stem_bn')(s[None], train)[0]
-    s0 = s1 = s
+    s0, s1 = self._stems(x, train)
     c = self.init_channels
-    reduction_prev = False
+    reduction_prev = self.stem == 'imagenet'  # s0 has twice s1's resolution.
     cell_cls = SearchCell
     if self.remat and self.cell_impl != 'scan':
       cell_cls = nn.remat(SearchCell, static_argnums=(4,))  # `train` (self is argument 0).
@@ -361,6 +358,40 @@ class SearchNetwork(nn.Module):
     y = jnp.mean(s1, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=initializers.torch_default,
                     bias_init=initializers.torch_bias(y.shape[-1]), name='classifier')(y)
+
+
+  @nn.nowrap
+  def _stems(self, x, train: bool):
+    """(s0, s1) for the first cell.
+
+    'cifar': one 3x3 conv + BN, both inputs. 'imagenet' (PC-DARTS's search on
+    ImageNet, model_search_imagenet.py): stem0 = 3x3 stride-2 conv to half the
+    channels, BN, ReLU, 3x3 stride-2 conv, BN (1/4 resolution); stem1 = ReLU,
+    3x3 stride-2 conv, BN (1/8).
+    """
+    if self.stem not in STEMS:
+      raise ValueError(f'unknown stem {self.stem!r}; use one of {STEMS}')
+    c = self.stem_multiplier * self.init_channels
+
+    def conv_bn(y, channels, stride, name):
+      kernel = self.param(f'{name}_conv', initializers.torch_default,
+                          (3, 3, y.shape[-1], channels))
+      y = conv.conv2d(y, kernel, stride)
+      return search_ops.BatchNorm(affine=True, name=f'{name}_bn')(y[None], train)[0]
+
+    if self.stem == 'cifar':
+      s = conv_bn(x, c, 1, 'stem')
+      return s, s
+    s0 = conv_bn(nn.relu(conv_bn(x, c // 2, 2, 'stem0_a')), c, 2, 'stem0_b')
+    return s0, conv_bn(nn.relu(s0), c, 2, 'stem1')
+
+
+STEMS = ('cifar', 'imagenet')
+
+
+def stem_strides(stem: str) -> int:
+  """How many stride-2 convolutions the stem applies before the first cell."""
+  return 3 if stem == 'imagenet' else 0
 
 
 def reduction_layers(layers: int) -> tuple[int, ...]:

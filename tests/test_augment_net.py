@@ -314,6 +314,18 @@ def test_params_and_macs_imagenet_darts_v2():
   assert abs(macs / 574e6 - 1) < 0.08
 
 
+def test_params_and_macs_imagenet_pc_darts_image():
+  """PC-DARTS's ImageNet-searched cell in the same mobile setting (C=48, 14 cells)."""
+  model = augment_net.build_augment_model(
+      augment_imagenet.get_config().model, 'PC_DARTS_image', 1000)
+  n = summary.count_params(model, (1, 224, 224, 3))
+  assert n == 5_342_464
+  assert abs(n / 5.3e6 - 1) < 0.01  # Paper (Xu et al. 2020, Table 3): 5.3M.
+  macs = summary.count_macs(model, (1, 224, 224, 3))
+  assert macs == 581_627_328
+  assert abs(macs / 597e6 - 1) < 0.03  # Paper: 597M; this count is 2.6% lower.
+
+
 def test_macs_of_ops():
   # sep_conv_3x3 on 8x8x4: two (depthwise 3x3 + pointwise) blocks.
   op = augment_ops.get_augment_op('sep_conv_3x3')(4, 1, True)

@@ -252,6 +252,36 @@ def test_epoch_batches():
     data.epoch_batches(indices, 128, 0, 0)
 
 
+def test_search_split_samples_a_subset_first():
+  """PC-DARTS on ImageNet: 10% and 2.5% of the train set (subset 0.125, portion 0.8)."""
+  a, b = data.search_split(1000, 0.8, seed=3, subset=0.125)
+  assert len(a) == 100 and len(b) == 25
+  assert not set(a.tolist()) & set(b.tolist())
+  assert set(a.tolist()) | set(b.tolist()) <= set(range(1000))
+  # Subset 1 is the plain split, bit for bit (existing runs and checkpoints).
+  for got, want in zip(data.search_split(101, 0.5, 3, subset=1.0),
+                       data.search_split(101, 0.5, 3)):
+    np.testing.assert_array_equal(got, want)
+  with pytest.raises(UserError, match='search_subset must be in'):
+    data.search_split(100, 0.5, subset=0.0)
+
+
+def test_epoch_batches_cycle_a_smaller_split():
+  """The search-val split smaller than search-train is cycled: new permutations follow."""
+  indices = np.arange(10, 30)  # 2 batches of 8 per permutation.
+  first = data.epoch_batches(indices, 8, seed=1, epoch=0)
+  cycled = data.epoch_batches(indices, 8, seed=1, epoch=0, num_steps=5)
+  assert cycled.shape == (5, 8)
+  np.testing.assert_array_equal(cycled[:2], first)
+  for part in (cycled[2:4].reshape(-1), cycled[4:].reshape(-1)):  # Rounds 1 and 2.
+    assert len(set(part.tolist())) == len(part) and set(part.tolist()) <= set(indices.tolist())
+  assert not np.array_equal(cycled[2:4], first)
+  np.testing.assert_array_equal(data.epoch_batches(indices, 8, 1, 0, num_steps=1), first[:1])
+  parts = [data.epoch_batches(indices, 8, 1, 0, process_index=p, process_count=2,
+                              num_steps=5) for p in range(2)]
+  np.testing.assert_array_equal(np.concatenate(parts, axis=1), cycled)
+
+
 def test_batch_loader():
   rng = np.random.default_rng(0)
   source = data.ArraySource(
