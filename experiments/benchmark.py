@@ -8,6 +8,7 @@ Command (the full table; the 8-cell cases take many minutes each on a 2-core CPU
   python experiments/benchmark.py --cases=digits --devices=1,2,4,8   # fake CPU devices
   python experiments/benchmark.py --cases=methods     # every search method, both spaces
   python experiments/benchmark.py --cases=floor_b64   # multiply-adds and matmul rate
+  python experiments/benchmark.py --cases=imagenet_pc_darts_b128  # PC-DARTS's ImageNet search
   python experiments/benchmark.py --cases=speed       # issue #8's targets as a table (12-30 min CPU)
   python experiments/benchmark.py --cases=speed --pytorch_records=/tmp/torch.jsonl  # vs PyTorch
                                                       # measured here (pytorch_reference.py)
@@ -93,6 +94,14 @@ METHOD_CASES = {
     for suffix in (('', '_dense') if method in ('gdas', 'random_ws') else ('',))
 }
 
+
+# PC-DARTS's search on ImageNet (experiments/search_imagenet.py: 224-pixel input, three
+# stride-2 stem convs, 8 cells, C=16, K=2), name: batch on the devices of the run. The
+# paper's batch is 1024 over 8 GPUs.
+IMAGENET_SEARCH_CASES = {'imagenet_pc_darts_b16': 16, 'imagenet_pc_darts_b128': 128}
+# Its search-train split: 10% of ImageNet's 1,281,167 train images (search_subset 0.125,
+# train_portion 0.8).
+IMAGENET_SEARCH_TRAIN_IMAGES = 128_116
 
 # The arithmetic floor (issue #8), name: (layers, init_channels, batch). Counts the
 # floating-point operations of the first-order and exact second-order steps of the
@@ -198,6 +207,33 @@ def run_method_case(name):
       'case': name, 'space': space, 'method': method, 'skip_unused_ops': skip,
       'dataset': dataset, 'layers': layers, 'init_channels': channels, 'batch': batch,
       'init_seconds': init_s, **measure_step(step, state, [batch_data, batch_data]),
+  }), flush=True)
+
+
+def run_imagenet_search_case(name):
+  """The PC-DARTS ImageNet search step at one batch size, projected to its 50 epochs."""
+  from darts_jax import data, method_configs, search  # pylint: disable=g-import-not-at-top
+  batch = IMAGENET_SEARCH_CASES[name]
+  config = method_configs.search_imagenet()
+  config.train.batch_size = batch
+  config.method.arch_start_epoch = 0  # Time the bilevel step, not the warm-up's.
+  config.model.depthwise_impl = FLAGS.depthwise_impl
+  config.model.cell_impl = FLAGS.cell_impl
+  config.model.remat = FLAGS.remat
+  config.model.compute_dtype = FLAGS.compute_dtype
+  info = data.get_info('imagenet2012')
+  model = search.build_model(config, info.num_classes)
+  state, init_s = timed_init(lambda: search.init_state(model, config, info))
+  batch_data = random_batch(info, batch)
+  step = search.make_search_step(model, config, info, steps_per_epoch=100)
+  timings = measure_step(step, state, [batch_data, batch_data])
+  steps = -(-IMAGENET_SEARCH_TRAIN_IMAGES // batch)
+  print(json.dumps({
+      'case': name, 'dataset': 'imagenet2012', 'method': 'pc_darts', 'batch': batch,
+      'init_seconds': init_s, **timings,
+      'projected_epoch_minutes': round(steps * timings['step_seconds'] / 60, 1),
+      f'projected_{config.train.epochs}_epoch_search_hours': round(
+          config.train.epochs * steps * timings['step_seconds'] / 3600, 2),
   }), flush=True)
 
 
@@ -385,9 +421,13 @@ def main(argv):
     if FLAGS.case in FLOOR_CASES:
       run_floor_case(FLAGS.case)
       return
+    if FLAGS.case in IMAGENET_SEARCH_CASES:
+      run_imagenet_search_case(FLAGS.case)
+      return
     (run_augment_case if FLAGS.case in AUGMENT_CASES else run_case)(FLAGS.case)
     return
-  known = list(CASES) + list(AUGMENT_CASES) + list(METHOD_CASES) + list(FLOOR_CASES)
+  known = (list(CASES) + list(AUGMENT_CASES) + list(METHOD_CASES) + list(FLOOR_CASES)
+           + list(IMAGENET_SEARCH_CASES))
   names = known if FLAGS.cases == 'all' else FLAGS.cases.split(',')
   if FLAGS.cases == 'methods':
     names = list(METHOD_CASES)
