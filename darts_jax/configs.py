@@ -25,7 +25,7 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
                              benchmark_path='', benchmark_dataset='cifar10')  # nb201 only.
   # How alphas become edge weights: darts, gdas, pc_darts, drnas, random_ws (darts_jax/methods.py).
   config.method = dict(name='darts', tau_max=10.0, tau_min=0.1, partial_channels=4,
-                       arch_start_epoch=0, dirichlet_eps=1e-3, reg_scale=1e-3,
+                       arch_start_epoch=0, dirichlet_eps=1e-3,
                        num_candidates=100, candidate_eval_examples=256, skip_unused_ops=True)
   config.model = dict(init_channels=16, layers=8, stem_multiplier=3,
                       stem='cifar',  # Or 'imagenet': PC-DARTS's three stride-2 convs.

@@ -61,7 +61,6 @@ DEFAULTS = {
     'partial_channels': 4,  # pc_darts: K (1/K of the channels are mixed).
     'arch_start_epoch': 0,  # First epoch with alpha updates (PC-DARTS warms up for 15).
     'dirichlet_eps': 1e-3,  # drnas: concentration = softplus(alpha) + eps.
-    'reg_scale': 1e-3,  # drnas: L2 penalty on the concentrations.
     'num_candidates': 100,  # random_ws: random architectures ranked at the end ...
     'candidate_eval_examples': 256,  # ... on this many validation examples (<= 0: all).
     # gdas, random_ws: do not compute ops that no edge sampled (nn.cond per state and op).
@@ -282,22 +281,6 @@ def no_alpha_grad(order, loss_fn, params, alphas, train_batch, val_batch, *unuse
   del order, train_batch, unused
   loss, aux = loss_fn(params, alphas, val_batch)
   return jax.tree.map(jnp.zeros_like, alphas), loss, aux
-
-
-def arch_regularizer(config, alphas):
-  """DrNAS: reg_scale * sum of squared Dirichlet concentrations (0 for other methods)."""
-  s = settings(config)
-  if s['name'] != 'drnas' or s['reg_scale'] == 0:
-    return jnp.zeros(())
-  return s['reg_scale'] * sum(
-      jnp.sum(jnp.square(_concentration(alphas[c], s['dirichlet_eps'])))
-      for c in cell_types(config))
-
-
-def add_regularizer_grad(config, alphas, grads):
-  if method_name(config) != 'drnas':
-    return grads
-  return jax.tree.map(jnp.add, grads, jax.grad(lambda a: arch_regularizer(config, a))(alphas))
 
 
 def gate_arch_update(config, epoch, new, old):

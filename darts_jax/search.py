@@ -217,7 +217,6 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
         config.arch.order, loss_fn, state['params'], state['alphas'], train_batch, val_batch,
         lr, state['momentum'], t.momentum, t.weight_decay,
         **({'train_grads': w_grads} if shared else {}))
-    a_grads = methods.add_regularizer_grad(config, state['alphas'], a_grads)
     a_updates, a_opt = a_tx.update(a_grads, state['alpha_opt'], state['alphas'])
     alphas = optax.apply_updates(state['alphas'], a_updates)
     alphas, a_opt = methods.gate_arch_update(config, epoch, (alphas, a_opt),

@@ -16,7 +16,7 @@ official code's (sources in darts_jax/method_configs.py):
   pc_darts   K=4 partial channels + edge normalization, batch 256, lr 0.1 -> 0.001,
              alpha lr 6e-4, alphas frozen for the first 15 epochs. Published: 2.57 +- 0.07 %
              test error, 3.6M params, 0.1 GPU-days.
-  drnas      Dirichlet(softplus(alpha) + 1e-3), L2 on the concentrations 1e-3, alpha lr 6e-4,
+  drnas      Dirichlet(softplus(alpha) + 1e-3), alpha Adam weight decay 1e-3, alpha lr 6e-4,
              lr 0.1 -> 0, alphas frozen for 10 epochs (DrNAS's partial channels and
              progressive pruning are not implemented).
   random_ws  150 epochs of uniformly random architectures on the shared weights; the best
