@@ -186,8 +186,8 @@ def check_resumable(meta, steps_per_epoch: int, workdir) -> None:
     raise UserError(
         f'the checkpoints in {checkpoint_dir(workdir)} were written with {saved} steps per '
         f'epoch and this config gives {steps_per_epoch}: resume with the batch size, '
-        'max_steps_per_epoch, train_portion and dataset the run started with, or pass a '
-        'new --workdir')
+        'max_steps_per_epoch, train_portion, search_subset and dataset the run started with, '
+        'or pass a new --workdir')
 
 
 def truncate_jsonl(path, max_epoch: int):
