@@ -1,14 +1,15 @@
 """Search configs per space and method, and NAS-Bench-201 training from scratch.
 
 Used by experiments/search_cifar10_methods.py, experiments/search_imagenet.py,
-experiments/search_nb201.py and experiments/augment_nb201.py. A config argument is `method` or `method,tiny`
-(e.g. `--config=experiments/search_nb201.py:gdas,tiny`).
+experiments/search_nb201.py and experiments/augment_nb201.py. A config argument is
+`method` or `method,tiny` (e.g. `--config=experiments/search_nb201.py:gdas,tiny`).
 
 Where the settings come from (checked against the official code, 2026-11-28):
   * DARTS: ../shared/reference/darts_facts.md.
   * PC-DARTS: yuhuixu1993/PC-DARTS train_search.py (epochs 50, batch 256, SGD
     lr 0.1 -> 0.001 cosine, arch lr 6e-4, arch updates from epoch 15) and
-    model_search.py (K = 4).
+    model_search.py (K = 4); on ImageNet train_search_imagenet.py and
+    model_search_imagenet.py (see search_imagenet).
   * GDAS: D-X-Y/AutoDL-Projects, DARTS space configs/search-opts/GDAS-NASNet-CIFAR.config
     and scripts-search/GDAS-search-NASNet-space.sh (250 epochs, batch 256, SGD
     0.025 -> 0.001, weight decay 5e-4); NAS-Bench-201 configs/nas-benchmark/algos/GDAS.config
