@@ -135,8 +135,11 @@ def edge_destinations(config) -> np.ndarray:
 def network_options(config) -> dict:
   """Keyword arguments of the supernet for this method."""
   s = settings(config)
-  return {'partial_channels': s['partial_channels'] if s['name'] == 'pc_darts' else 1,
-          'skip_unused_ops': bool(s['skip_unused_ops'] and s['name'] in ('gdas', 'random_ws'))}
+  options = {'partial_channels': s['partial_channels'] if s['name'] == 'pc_darts' else 1,
+             'skip_unused_ops': bool(s['skip_unused_ops'] and s['name'] in ('gdas', 'random_ws'))}
+  if space_name(config) == 'nb201':
+    options['unsampled_passthrough'] = s['name'] == 'gdas'
+  return options
 
 
 def build_model(config, num_classes: int):
@@ -197,16 +200,20 @@ def gdas_tau(config, epoch):
   return s['tau_max'] - (s['tau_max'] - s['tau_min']) * jnp.minimum(frac, 1.0)
 
 
-def gumbel_hard(key, alpha, tau):
+def gumbel_hard(key, alpha, tau, every_op: bool = False):
   """One-hot sample of softmax((log_softmax(alpha) + Gumbel) / tau); straight-through.
 
-  The value is exactly one-hot; the gradient flows only into the sampled op's
-  soft probability (as in GDAS, whose forward computes only that op).
+  The value is exactly one-hot. The gradient flows into the sampled op's soft
+  probability only (as in GDAS, whose forward computes only that op), or with
+  `every_op` into every op's, as AutoDL's `one_h - probs.detach() + probs` (its
+  NAS-Bench-201 cell then adds the unsampled ops' weights themselves:
+  `MixedEdges(unsampled_passthrough=True)`).
   """
   g = jax.random.gumbel(key, alpha.shape, alpha.dtype)
   soft = jax.nn.softmax((jax.nn.log_softmax(alpha, axis=-1) + g) / tau, axis=-1)
   hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), alpha.shape[-1], dtype=alpha.dtype)
-  return hard + hard * (soft - jax.lax.stop_gradient(soft))  # soft - soft is exactly 0.
+  straight_through = soft - jax.lax.stop_gradient(soft)  # Exactly 0.
+  return hard + (straight_through if every_op else hard * straight_through)
 
 
 def _deterministic(config, alphas) -> dict:
@@ -237,7 +244,8 @@ def train_weights_fn(config, key, epoch) -> Callable[[dict], dict]:
   keys = dict(zip(cells, jax.random.split(key, len(cells))))
   if name == 'gdas':
     tau = gdas_tau(config, epoch)
-    return lambda alphas: {c: gumbel_hard(keys[c], alphas[c], tau) for c in cells}
+    every_op = space_name(config) == 'nb201'  # AutoDL's NAS-Bench-201 GDAS gradient.
+    return lambda alphas: {c: gumbel_hard(keys[c], alphas[c], tau, every_op) for c in cells}
   if name == 'drnas':
     return lambda alphas: {
         c: jax.random.dirichlet(keys[c], _concentration(alphas[c], s['dirichlet_eps']))

@@ -291,6 +291,7 @@ class SearchCell(nn.Module):
   channels: int
   partial_channels: int = 1
   skip_unused_ops: bool = False
+  unsampled_passthrough: bool = False  # GDAS: see supernet.MixedEdges.
 
   @nn.compact
   def __call__(self, x, weights, train: bool):
@@ -304,6 +305,7 @@ class SearchCell(nn.Module):
       out = supernet.MixedEdges(impl_names, self.channels, 1, len(rows),
                                 partial_channels=self.partial_channels,
                                 skip_unused_ops=self.skip_unused_ops,
+                                unsampled_passthrough=self.unsampled_passthrough,
                                 name=f'edges_from_{src}')(nodes[src], weights[jnp.array(rows)],
                                                           train)
       for e, row in enumerate(rows):
@@ -343,13 +345,14 @@ class SearchNetwork(_Macro):
   primitives: Sequence[str] = PRIMITIVES
   partial_channels: int = 1
   skip_unused_ops: bool = False
+  unsampled_passthrough: bool = False
 
   @nn.compact
   def __call__(self, x, edge_weights, train: bool):
     weights = edge_weights['normal']
     return self.stem_and_stages(x, train, lambda c, name: (
         lambda s: SearchCell(self.primitives, c, self.partial_channels, self.skip_unused_ops,
-                             name=name)(s, weights, train)))
+                             self.unsampled_passthrough, name=name)(s, weights, train)))
 
 
 class InferCell(nn.Module):
@@ -397,11 +400,13 @@ class EvalNetwork(_Macro):
 
 
 def build_search_model(config, num_classes: int, partial_channels: int = 1,
-                       skip_unused_ops: bool = False) -> SearchNetwork:
+                       skip_unused_ops: bool = False,
+                       unsampled_passthrough: bool = False) -> SearchNetwork:
   primitives = check_primitives(config.search_space.primitives)
   return SearchNetwork(num_classes=num_classes, init_channels=config.model.init_channels,
                        cells_per_stage=config.model.layers, primitives=primitives,
-                       partial_channels=partial_channels, skip_unused_ops=skip_unused_ops)
+                       partial_channels=partial_channels, skip_unused_ops=skip_unused_ops,
+                       unsampled_passthrough=unsampled_passthrough)
 
 
 def build_eval_model(model_config, arch: Arch, num_classes: int) -> EvalNetwork:

@@ -86,6 +86,10 @@ class MixedEdges(nn.Module):
   edge), then the channels are shuffled in K groups. `skip_unused_ops` (GDAS,
   random paths: one-hot weights) computes an op only when some edge of this
   state gives it a non-zero weight (`nn.cond`); the result is the same.
+  `unsampled_passthrough` (GDAS in NAS-Bench-201, as AutoDL's cell: one-hot
+  weights, `weight` instead of `weight * op(x)` for the ops not sampled) adds
+  the unsampled ops' weights themselves: 0 in value, but their soft
+  probabilities get the sum of the edge's output gradient.
   """
   primitives: Sequence[str]
   channels: int
@@ -94,10 +98,16 @@ class MixedEdges(nn.Module):
   depthwise_impl: str = 'auto'
   partial_channels: int = 1
   skip_unused_ops: bool = False
+  unsampled_passthrough: bool = False
 
   @nn.compact
   def __call__(self, x, weights, train: bool):
     """x: [B, H, W, C]; weights: [E, num_ops] -> [E, B, H', W', C]."""
+    passthrough = None
+    if self.unsampled_passthrough:
+      sampled = jax.lax.stop_gradient(weights)  # One-hot values.
+      passthrough = jnp.sum(weights * (1 - sampled), axis=-1)
+      weights = weights * sampled
     groups = self.partial_channels
     if groups > 1:
       x, bypass = jnp.split(x, [x.shape[-1] // groups], axis=-1)
@@ -118,6 +128,8 @@ class MixedEdges(nn.Module):
     if isinstance(out, float):  # Only 'none' ops.
       out = jnp.zeros(shape, x.dtype)
     out = jnp.broadcast_to(out, shape)
+    if passthrough is not None:
+      out = out + passthrough[:, None, None, None, None].astype(out.dtype)
     if groups > 1:
       out = _with_bypass(out, bypass, weights, self.stride, groups)
     return out

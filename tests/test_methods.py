@@ -61,6 +61,48 @@ def test_gdas_forward_is_one_hot_and_gradient_only_through_sampled_op():
   np.testing.assert_allclose(g, expect, rtol=1e-5, atol=1e-7)
 
 
+def test_gdas_every_op_form_passes_gradient_to_every_soft_probability():
+  """AutoDL's `one_h - probs.detach() + probs` (NAS-Bench-201): same one-hot value."""
+  alpha = jnp.array([[0.1, 0.5, -0.2, 0.0], [1.0, 0.0, 0.0, 0.0]])
+  key, tau = jax.random.key(0), 0.5
+  w = methods.gumbel_hard(key, alpha, tau, every_op=True)
+  np.testing.assert_array_equal(w, methods.gumbel_hard(key, alpha, tau))
+  c = jnp.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+  g = jax.grad(lambda a: jnp.sum(c * methods.gumbel_hard(key, a, tau, every_op=True)))(alpha)
+
+  def soft(a):
+    gum = jax.random.gumbel(key, a.shape, a.dtype)
+    return jax.nn.softmax((jax.nn.log_softmax(a, -1) + gum) / tau, -1)
+
+  np.testing.assert_allclose(g, jax.grad(lambda a: jnp.sum(c * soft(a)))(alpha), rtol=1e-5,
+                             atol=1e-7)
+  assert methods.network_options(method_configs.search_nb201('gdas'))['unsampled_passthrough']
+  assert 'unsampled_passthrough' not in methods.network_options(cfg('gdas', tiny=False))
+
+
+def test_unsampled_passthrough_is_autodls_nb201_gdas_cell():
+  """Edge output = w_s * op_s(x) + sum of the unsampled w_k: the same value; an unsampled
+  op's weight gets the sum of the output gradient, the sampled op's the usual one."""
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+  w = jnp.array([[0., 0., 1., 0.], [0., 0., 0., 1.]])
+  plain, autodl = _edges(), _edges(unsampled_passthrough=True)
+  proj = jax.random.normal(jax.random.key(2), (2, 2, 6, 6, 4))
+  v = initializers.host_init(lambda k: plain.init(k, x, w, True), jax.random.key(1), 1)
+
+  def loss_and_weight_grad(m):
+    def loss(w):
+      return jnp.sum(m.apply(v, x, w, False) * proj)
+    return jax.jit(jax.value_and_grad(loss))(w)
+
+  (lp, gp), (la, ga) = loss_and_weight_grad(plain), loss_and_weight_grad(autodl)
+  np.testing.assert_allclose(la, lp, rtol=1e-6)
+  sampled = np.asarray(w) == 1
+  np.testing.assert_allclose(np.asarray(ga)[sampled], np.asarray(gp)[sampled], rtol=1e-5)
+  edge_sums = np.asarray(jnp.sum(proj, axis=(1, 2, 3, 4)))
+  np.testing.assert_allclose(np.asarray(ga)[~sampled].reshape(2, 3),
+                             np.repeat(edge_sums[:, None], 3, axis=1), rtol=1e-5)
+
+
 def test_gdas_temperature_is_linear_from_tau_max_to_tau_min():
   config = cfg('gdas', tiny=False)
   config.train.epochs = 11
