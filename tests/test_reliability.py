@@ -71,15 +71,12 @@ def _steps(workdir) -> list:
   return sorted(int(n) for n in os.listdir(path) if n.isdigit()) if os.path.isdir(path) else []
 
 
-def _wait_for_checkpoint(proc, workdir, min_step, timeout=600, ready=lambda: True) -> int:
+def _wait_for_checkpoint(proc, workdir, min_step, timeout=600) -> int:
   """Polls until a complete checkpoint of step >= min_step exists; returns the newest."""
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
-    # `ready` first: it may wait for a checkpoint to be moved away, and listing before
-    # it could still show the moved one (a race seen once in CI).
-    is_ready = ready()
     steps = _steps(workdir)
-    if is_ready and steps and steps[-1] >= min_step:
+    if steps and steps[-1] >= min_step:
       return steps[-1]
     if proc.poll() is not None:
       pytest.fail(f'the run exited ({proc.returncode}) before checkpoint {min_step}:\n'
