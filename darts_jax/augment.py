@@ -91,7 +91,7 @@ def make_train_step(model, config, info: data.DatasetInfo, steps_per_epoch: int)
         loss_fn, has_aux=True)(state['params'])
     params, momentum = search.sgd_momentum_update(
         state['params'], grads, state['momentum'], lr, t.momentum, t.weight_decay,
-        t.grad_clip)
+        t.grad_clip, t.get('nesterov', False))
     new_state = {'step': state['step'] + 1, 'params': params, 'batch_stats': batch_stats,
                  'momentum': momentum}
     step_metrics = {'train_loss': loss, 'lr': lr,

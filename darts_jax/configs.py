@@ -35,13 +35,16 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
                       compute_dtype='float32')  # Or 'bfloat16' (params stay float32).
   config.train = dict(batch_size=64, epochs=50, lr=0.025, lr_min=0.001, momentum=0.9,
                       weight_decay=3e-4, grad_clip=5.0, crop_padding=4,
+                      nesterov=False,  # True: torch.optim.SGD(nesterov=True) (AutoDL).
                       warmup_epochs=0)  # > 0: epoch e's lr times (e + 1) / warmup_epochs.
   config.arch = dict(order=SEARCH_ORDERS[order], lr=3e-4, beta1=0.5, beta2=0.999,
                      weight_decay=1e-3,
                      grad_clip=0.0,  # > 0: the alpha gradient's global norm is clipped.
                      # Second order: True steps the weights with the virtual step's train
                      # gradient (at the pre-update alphas), one pass fewer; DARTS: False.
-                     share_train_grad=False)
+                     share_train_grad=False,
+                     # 'alphas_first' (DARTS) or 'weights_first' (GDAS; first order only).
+                     update_order='alphas_first')
   config.eval_batch_size = 256
   config.max_steps_per_epoch = -1  # > 0 caps the steps of every epoch (smoke runs).
   # Checkpoints: every N steps (0: epoch ends only) and at every epoch end; last K kept.
@@ -64,7 +67,9 @@ def augment_config() -> ml_collections.ConfigDict:
   config.train = dict(
       batch_size=96, epochs=600, lr=0.025,
       lr_schedule='cosine',  # Or 'exponential': lr * lr_decay ** epoch.
-      lr_min=0.0, lr_decay=0.97, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
+      lr_min=0.0, lr_decay=0.97, momentum=0.9, weight_decay=3e-4,
+      grad_clip=5.0,  # <= 0: no clipping.
+      nesterov=False,  # True: torch.optim.SGD(nesterov=True) (NAS-Bench-201's recipe).
       label_smoothing=0.0, cutout=16, crop_padding=4,
       color_jitter=())  # ImageNet only: (brightness, contrast, saturation, hue) or ().
   config.eval_batch_size = 256

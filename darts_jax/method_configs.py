@@ -16,13 +16,17 @@ Where the settings come from (checked against the official code, 2026-11-28):
     (240 epochs, batch 64); tau 10 -> 0.1 linear per epoch (exps/algos/GDAS.py).
   * DrNAS: xiangning-chen/DrNAS DARTS-space/train_search.py (50 epochs, batch 64,
     SGD 0.1 -> 0, arch lr 6e-4, reg scale 1e-3) and 201-space/train_search_progressive.py
-    (100 epochs, SGD 0.025 -> 0.001, arch lr 3e-4); arch updates from epoch 10.
+    (100 epochs, SGD 0.025 -> 0.001, weight decay 3e-4, arch lr 3e-4); arch updates
+    from epoch 10.
   * Random search with weight sharing: liamcli/randomNAS_release (DARTS space: 150
     epochs, batch 64; 1000 candidates scored on 10 validation batches per round);
     NAS-Bench-201 RANDOM-NAS (250 epochs, batch 64, 100 candidates on one batch).
   * NAS-Bench-201 searches: configs/nas-benchmark/algos/DARTS.config (batch 64, SGD
     0.025 -> 0.001, weight decay 5e-4; alphas Adam 3e-4, weight decay 1e-3).
-Deviations: SGD here is plain momentum (AutoDL-Projects uses Nesterov); DrNAS runs
+AutoDL-Projects' searches (GDAS in both spaces, every NAS-Bench-201 search but DrNAS's)
+use Nesterov SGD (config.train.nesterov) and step the weights before the alphas
+(config.arch.update_order='weights_first'), as its exps/algos/GDAS.py and DARTS-V1.py.
+Deviations: DrNAS runs
 without its DARTS-space progressive stages (official DARTS-space/train_search.py: a
 20-cell C=36 supernet, partial channels K=6 then 4, 25 epochs, then pruning to the 7 and
 then 4 best ops per edge), with one warm-up at the start (the official code warms up at
@@ -59,6 +63,9 @@ def _method(config, name: str) -> None:
   config.method.name = name
   if name == 'gdas':
     config.method.tau_max, config.method.tau_min = 10.0, 0.1
+    # AutoDL's GDAS search loop steps the weights, then the alphas; its SGD is Nesterov.
+    config.arch.update_order = 'weights_first'
+    config.train.nesterov = True
   elif name == 'pc_darts':
     config.method.partial_channels = 4
     config.method.arch_start_epoch = 15
@@ -144,13 +151,20 @@ def search_nb201(arg: str = 'darts') -> ml_collections.ConfigDict:
   config.train.batch_size = 64
   config.train.lr, config.train.lr_min = 0.025, 0.001
   config.train.weight_decay = 5e-4
+  # AutoDL's configs/nas-benchmark/algos/*.config (Nesterov SGD) and search loops
+  # (exps/algos/DARTS-V1.py, GDAS.py: the weight step, then the alpha step).
+  config.train.nesterov = True
+  config.arch.update_order = 'weights_first'
   config.train.epochs = {'gdas': 240, 'random_ws': 250, 'drnas': 100}.get(name, 50)
   if name == 'gdas':  # Skipping unsampled ops measured slower here (BUILD_NOTES.md).
     config.method.skip_unused_ops = False
   if name == 'pc_darts':
     config.method.arch_start_epoch = 0
-  if name == 'drnas':
+  if name == 'drnas':  # DrNAS's own 201-space/train_search_progressive.py.
     config.arch.lr = 3e-4
+    config.train.weight_decay = 3e-4
+    config.train.nesterov = False
+    config.arch.update_order = 'alphas_first'
   if name == 'random_ws':
     config.method.num_candidates = 100
     config.method.candidate_eval_examples = 64
@@ -181,9 +195,11 @@ def _tiny(config) -> None:
 def augment_nb201(arg: str = '') -> ml_collections.ConfigDict:
   """Train a NAS-Bench-201 cell from scratch (config.genotype: an arch string or a workdir).
 
-  NAS-Bench-201's recipe: 200 epochs, batch 256, SGD lr 0.1 cosine to 0, momentum 0.9,
-  weight decay 5e-4, random crop and flip, no cutout, no auxiliary head, no drop path.
-  (The benchmark uses Nesterov momentum; this trainer's SGD is plain momentum.)
+  NAS-Bench-201's recipe (AutoDL configs/nas-benchmark/hyper-opts/200E.config and
+  exps/NAS-Bench-201/functions.py): 200 epochs, batch 256, SGD lr 0.1 cosine to 0,
+  Nesterov momentum 0.9, weight decay 5e-4, no gradient clipping, random crop and flip,
+  no cutout, no auxiliary head, no drop path; the cosine moves once per epoch (AutoDL's
+  CosineAnnealingLR uses the iteration only in a warm-up, which this recipe has not).
   """
   config = configs.augment_config()
   config.genotype = ('|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+'
@@ -196,6 +212,8 @@ def augment_nb201(arg: str = '') -> ml_collections.ConfigDict:
   config.train.epochs = 200
   config.train.lr, config.train.lr_min = 0.1, 0.0
   config.train.weight_decay = 5e-4
+  config.train.nesterov = True
+  config.train.grad_clip = 0.0
   config.train.cutout = 0
   if arg == 'tiny':
     config.seed = 0

@@ -292,7 +292,8 @@ def no_alpha_grad(order, loss_fn, params, alphas, train_batch, val_batch, *unuse
 
 
 def gate_arch_update(config, epoch, new, old):
-  """Keeps `old` (alphas, alpha optimizer state) before arch_start_epoch or for random_ws."""
+  """Keeps `old` (alphas, alpha optimizer state, ...) before arch_start_epoch or for
+  random_ws."""
   if not trains_alphas(config):
     return old
   start = settings(config)['arch_start_epoch']

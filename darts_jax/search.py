@@ -77,15 +77,21 @@ def cosine_lr(config, epoch):
   return lr
 
 
-def sgd_momentum_update(params, grads, buffer, lr, momentum, weight_decay, grad_clip):
-  """PyTorch SGD (momentum, L2 weight decay) after global-norm clipping."""
+def sgd_momentum_update(params, grads, buffer, lr, momentum, weight_decay, grad_clip,
+                        nesterov=False):
+  """PyTorch SGD (momentum, L2 weight decay, optionally Nesterov) after global-norm
+  clipping (none when grad_clip <= 0)."""
   if grad_clip > 0:
     norm = architect.global_norm(grads)
     scale = jnp.minimum(1.0, grad_clip / (norm + 1e-6))
     grads = jax.tree.map(lambda g: g * scale, grads)
-  buffer = jax.tree.map(lambda m, g, w: momentum * m + g + weight_decay * w,
-                        buffer, grads, params)
-  params = jax.tree.map(lambda w, m: w - lr * m, params, buffer)
+  decayed = jax.tree.map(lambda g, w: g + weight_decay * w, grads, params)
+  buffer = jax.tree.map(lambda m, d: momentum * m + d, buffer, decayed)
+  if nesterov:  # torch.optim.SGD(nesterov=True): d + momentum * (momentum * m + d).
+    updates = jax.tree.map(lambda d, m: d + momentum * m, decayed, buffer)
+  else:
+    updates = buffer
+  params = jax.tree.map(lambda w, u: w - lr * u, params, updates)
   return params, buffer
 
 
@@ -114,6 +120,7 @@ def preprocess(key, batch, info: data.DatasetInfo, crop_padding: int):
 
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
+UPDATE_ORDERS = ('alphas_first', 'weights_first')
 
 
 def compute_dtype(config) -> jnp.dtype:
@@ -184,15 +191,41 @@ def check_share_train_grad(config):
                     f'steps: use method darts or pc_darts, not {methods.method_name(config)}')
 
 
-def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int):
-  """One jitted bilevel step: an alpha step on a validation batch, then a weight step.
+def update_order(config) -> str:
+  """config.arch.update_order: 'alphas_first' (DARTS) or 'weights_first' (GDAS)."""
+  return config.arch.get('update_order', 'alphas_first')
 
-  With config.arch.share_train_grad the weight gradient is taken first, at the
-  old alphas, and the second-order alpha gradient reuses it for w'.
+
+def check_update_order(config):
+  order = update_order(config)
+  if order not in UPDATE_ORDERS:
+    raise UserError(f'unknown config.arch.update_order {order!r}; use one of '
+                    f'{", ".join(UPDATE_ORDERS)}')
+  if order == 'weights_first' and config.arch.order != 'first':
+    raise UserError("config.arch.update_order='weights_first' needs config.arch.order="
+                    "'first' (the unrolled step is defined at the weights before their "
+                    "update); set it, or use update_order='alphas_first'")
+
+
+def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int):
+  """One jitted bilevel step: an alpha step on a validation batch and a weight step.
+
+  DARTS order (config.arch.update_order='alphas_first'): the alpha step at the
+  current weights, then the weight step at the new alphas. 'weights_first' (GDAS,
+  AutoDL's search loop): the weight step at the current alphas, then the alpha
+  step at the new weights. With config.arch.share_train_grad the weight gradient
+  is taken first, at the old alphas, and the second-order alpha gradient reuses
+  it for w'. The running BN statistics follow the forwards in the same order.
   """
   a_tx = alpha_optimizer(config)
   t = config.train
   shared = shares_train_grad(config)
+  weights_first = update_order(config) == 'weights_first'
+  alpha_grad = architect.alpha_grad if methods.trains_alphas(config) else methods.no_alpha_grad
+  # The running BN statistics (used by the evaluation pass only) move with every
+  # training-mode forward of the reference's network: in first order also the alpha
+  # step's validation forward. (Its second-order validation forward runs on a copy.)
+  val_forward_updates_stats = config.arch.order == 'first'
 
   def step(state, train_batch, val_batch):
     key = jax.random.fold_in(jax.random.key(config.seed), state['step'])
@@ -200,39 +233,55 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
     train_batch = preprocess(k_train, train_batch, info, t.crop_padding)
     val_batch = preprocess(k_val, val_batch, info, t.crop_padding)
     lr = cosine_lr(config, state['step'] // steps_per_epoch)
-    # Edge weights per config.method (darts: softmax); one sample per forward kind.
     epoch = state['step'] // steps_per_epoch
+    # Edge weights per config.method (darts: softmax); one sample per forward kind.
     k_arch_val, k_arch_train = jax.random.split(jax.random.fold_in(key, 1))
+    loss_fn_for = lambda k, stats: make_loss_fn(model, stats, compute_dtype(config),
+                                                methods.train_weights_fn(config, k, epoch))
 
-    loss_fn = make_loss_fn(model, state['batch_stats'], compute_dtype(config),
-                           methods.train_weights_fn(config, k_arch_val, epoch))
-    train_grad = jax.value_and_grad(loss_fn, has_aux=True)
-    if shared:  # The weight step's gradient, at the alphas before their update.
-      (train_loss, (train_logits, batch_stats)), w_grads = train_grad(
-          state['params'], state['alphas'], train_batch)
-
-    # Architecture step (on the validation batch).
-    alpha_grad = architect.alpha_grad if methods.trains_alphas(config) else methods.no_alpha_grad
-    a_grads, val_loss, (val_logits, _) = alpha_grad(
-        config.arch.order, loss_fn, state['params'], state['alphas'], train_batch, val_batch,
-        lr, state['momentum'], t.momentum, t.weight_decay,
-        **({'train_grads': w_grads} if shared else {}))
-    a_updates, a_opt = a_tx.update(a_grads, state['alpha_opt'], state['alphas'])
-    alphas = optax.apply_updates(state['alphas'], a_updates)
-    alphas, a_opt = methods.gate_arch_update(config, epoch, (alphas, a_opt),
-                                             (state['alphas'], state['alpha_opt']))
-
-    # Weight step (on the training batch, with the new alphas unless shared).
-    if not shared:
-      if methods.method_name(config) not in ('darts', 'pc_darts'):  # A fresh sample.
-        loss_fn = make_loss_fn(model, state['batch_stats'], compute_dtype(config),
-                               methods.train_weights_fn(config, k_arch_train, epoch))
-        train_grad = jax.value_and_grad(loss_fn, has_aux=True)
-      (train_loss, (train_logits, batch_stats)), w_grads = train_grad(
+    def train_grads(alphas, stats):
+      """((train loss, (logits, batch stats)), grad_w L_train) at the current weights."""
+      return jax.value_and_grad(loss_fn_for(k_arch_train, stats), has_aux=True)(
           state['params'], alphas, train_batch)
-    params, momentum = sgd_momentum_update(
-        state['params'], w_grads, state['momentum'], lr, t.momentum, t.weight_decay,
-        t.grad_clip)
+
+    def weight_step(train_out):
+      _, w_grads = train_out
+      return sgd_momentum_update(state['params'], w_grads, state['momentum'], lr,
+                                 t.momentum, t.weight_decay, t.grad_clip,
+                                 t.get('nesterov', False))
+
+    def alpha_step(params, momentum, stats, shared_grads=None):
+      a_grads, val_loss, (val_logits, val_stats) = alpha_grad(
+          config.arch.order, loss_fn_for(k_arch_val, stats), params, state['alphas'],
+          train_batch, val_batch, lr, momentum, t.momentum, t.weight_decay,
+          **({} if shared_grads is None else {'train_grads': shared_grads}))
+      a_updates, a_opt = a_tx.update(a_grads, state['alpha_opt'], state['alphas'])
+      alphas = optax.apply_updates(state['alphas'], a_updates)
+      if not val_forward_updates_stats:
+        val_stats = stats
+      alphas, a_opt, stats = methods.gate_arch_update(
+          config, epoch, (alphas, a_opt, val_stats), (state['alphas'], state['alpha_opt'], stats))
+      return alphas, a_opt, stats, a_grads, val_loss, val_logits
+
+    if weights_first:
+      train_out = train_grads(state['alphas'], state['batch_stats'])
+      params, momentum = weight_step(train_out)
+      alphas, a_opt, batch_stats, a_grads, val_loss, val_logits = alpha_step(
+          params, momentum, train_out[0][1][1])
+    elif shared:  # The weight step's gradient, at the alphas before their update.
+      train_out = train_grads(state['alphas'], state['batch_stats'])
+      alphas, a_opt, _, a_grads, val_loss, val_logits = alpha_step(
+          state['params'], state['momentum'], state['batch_stats'],
+          shared_grads=train_out[1])
+      params, momentum = weight_step(train_out)
+    else:
+      alphas, a_opt, val_stats, a_grads, val_loss, val_logits = alpha_step(
+          state['params'], state['momentum'], state['batch_stats'])
+      train_out = train_grads(alphas, val_stats)
+      params, momentum = weight_step(train_out)
+    (train_loss, (train_logits, train_stats)), w_grads = train_out
+    if not weights_first:
+      batch_stats = train_stats
 
     finite = all_finite(train_loss, val_loss, w_grads, a_grads, params, alphas)
     new_state = {'step': state['step'] + 1, 'params': params, 'batch_stats': batch_stats,
@@ -310,6 +359,7 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
   preemption.checkpoint_settings(config)
   methods.check_config(config)
   check_share_train_grad(config)
+  check_update_order(config)
   check_seed(config.seed)
   if methods.space_name(config) == 'darts':
     check_search_space(config.search_space)

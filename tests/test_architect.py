@@ -8,6 +8,7 @@ nonlinearities with softmax(alpha) weights: small enough to check in float64.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from darts_jax import architect
@@ -180,6 +181,116 @@ def test_shared_train_grad_steps_the_weights_at_the_old_alphas():
                              rtol=1e-5, atol=1e-7)
   # The two weight steps differ, so the comparisons above tell them apart.
   assert float(jnp.max(jnp.abs(flat(at_old_alphas) - flat(at_new_alphas)))) > 1e-6
+
+
+def test_weights_first_steps_the_alphas_at_the_new_weights():
+  """config.arch.update_order='weights_first' (AutoDL's GDAS loop): the weights move by
+  the train gradient at the old alphas, then the alphas by the validation gradient at
+  the new weights; 'alphas_first' (DARTS) the other way round. In first order both
+  forwards update the running BN statistics, in the same order."""
+  config = _tiny_supernet_config('first')
+  config.search_space.primitives = ['skip_connect', 'sep_conv_3x3']
+  config.train.crop_padding = 0  # The step's preprocessing is then normalization only.
+  info = data.get_info('digits')
+  model = search.build_model(config, info.num_classes)
+  state = search.init_state(model, config, info)
+  ks = jax.random.split(jax.random.key(6), 4)
+  batch = lambda k1, k2: {
+      'image': jax.random.randint(k1, (8,) + info.image_shape, 0, 256).astype(jnp.uint8),
+      'label': jax.random.randint(k2, (8,), 0, info.num_classes)}
+  train, val = batch(*ks[:2]), batch(*ks[2:])
+  steps = {}
+  for order in search.UPDATE_ORDERS:
+    step_config = config.copy_and_resolve_references()
+    step_config.arch.update_order = order
+    steps[order] = jax.jit(search.make_search_step(model, step_config, info,
+                                                   steps_per_epoch=10))
+  darts_state, _ = steps['alphas_first'](state, train, val)
+  first_state, first_metrics = steps['weights_first'](state, train, val)
+
+  norm_train, norm_val = (search.preprocess(None, b, info, 0) for b in (train, val))
+  t = config.train
+  tx = search.alpha_optimizer(config)
+
+  def alpha_update(params, stats):
+    loss_fn = search.make_loss_fn(model, stats)
+    (val_loss, (_, stats)), a_grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
+        params, state['alphas'], norm_val)
+    updates, _ = tx.update(a_grads, state['alpha_opt'], state['alphas'])
+    return optax.apply_updates(state['alphas'], updates), stats, val_loss
+
+  def weight_update(alphas, stats):
+    loss_fn = search.make_loss_fn(model, stats)
+    (_, (_, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state['params'], alphas, norm_train)
+    params, _ = search.sgd_momentum_update(
+        state['params'], grads, state['momentum'], search.cosine_lr(config, 0), t.momentum,
+        t.weight_decay, t.grad_clip)
+    return params, stats
+
+  @jax.jit
+  def weights_then_alphas(state):
+    params, stats = weight_update(state['alphas'], state['batch_stats'])
+    alphas, stats, val_loss = alpha_update(params, stats)
+    return params, alphas, stats, val_loss
+
+  @jax.jit
+  def alphas_then_weights(state):
+    alphas, stats, _ = alpha_update(state['params'], state['batch_stats'])
+    params, stats = weight_update(alphas, stats)
+    return params, alphas, stats
+
+  flat = architect.flat_float32
+  close = lambda a, b, atol: np.testing.assert_allclose(flat(a), flat(b), rtol=1e-5, atol=atol)
+  params, alphas, stats, val_loss = weights_then_alphas(state)
+  close(first_state['params'], params, 1e-7)
+  close(first_state['alphas'], alphas, 1e-8)
+  # The running BN statistics move with the train forward, then the validation one.
+  close(first_state['batch_stats'], stats, 1e-7)
+  np.testing.assert_allclose(first_metrics['val_loss'], val_loss, rtol=1e-6)
+  darts_params, darts_alphas, darts_stats = alphas_then_weights(state)
+  close(darts_state['params'], darts_params, 1e-7)
+  close(darts_state['alphas'], darts_alphas, 1e-8)
+  close(darts_state['batch_stats'], darts_stats, 1e-7)
+  # The two orders give other alphas, weights and statistics, so the comparisons above
+  # tell them apart.
+  for name, atol in (('alphas', 1e-7), ('params', 1e-6), ('batch_stats', 1e-6)):
+    assert float(jnp.max(jnp.abs(flat(darts_state[name]) - flat(first_state[name])))) > atol
+
+
+def test_update_order_errors_are_clear():
+  info = data.get_info('digits')
+  config = _tiny_supernet_config('second')
+  config.arch.update_order = 'weights_first'
+  with pytest.raises(search.UserError, match="needs config.arch.order='first'"):
+    search.check_config(config, info, 1, 1)
+  config.arch.update_order = 'alphas_last'
+  with pytest.raises(search.UserError, match='unknown config.arch.update_order'):
+    search.check_config(config, info, 1, 1)
+
+
+def test_nesterov_sgd_is_optax_nesterov_after_weight_decay():
+  """search.sgd_momentum_update(nesterov=True) against optax: PyTorch's Nesterov SGD with
+  L2 weight decay folded into the gradient, over three steps."""
+  rng = np.random.default_rng(0)
+  params = {'a': jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
+            'b': jnp.asarray(rng.normal(size=(5,)), jnp.float32)}
+  lr, momentum, wd = 0.1, 0.9, 5e-4
+  tx = optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum, nesterov=True))
+  opt_state = tx.init(params)
+  ours, buffer, theirs = params, jax.tree.map(jnp.zeros_like, params), params
+  for _ in range(3):
+    grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32),
+                         params)
+    ours, buffer = search.sgd_momentum_update(ours, grads, buffer, lr, momentum, wd,
+                                              grad_clip=0.0, nesterov=True)
+    updates, opt_state = tx.update(grads, opt_state, theirs)
+    theirs = optax.apply_updates(theirs, updates)
+  for name in params:
+    np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-6, atol=1e-7)
+  plain, _ = search.sgd_momentum_update(params, grads, buffer, lr, momentum, wd, 0.0)
+  assert float(jnp.max(jnp.abs(plain['a'] - search.sgd_momentum_update(
+      params, grads, buffer, lr, momentum, wd, 0.0, nesterov=True)[0]['a']))) > 1e-4
 
 
 def test_shared_train_grad_is_refused_where_it_cannot_apply():

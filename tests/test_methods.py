@@ -196,6 +196,22 @@ def test_config_errors_are_clear():
     method_configs.parse_arg('gdaz')
 
 
+def test_update_order_and_sgd_follow_each_methods_official_trainer():
+  """AutoDL's GDAS and NAS-Bench-201 trainers: weights first, Nesterov; DARTS, PC-DARTS
+  and DrNAS: alphas first, plain momentum (DrNAS's NAS-Bench-201 weight decay 3e-4)."""
+  def settings(config):
+    return config.arch.update_order, config.train.nesterov, config.train.weight_decay
+
+  assert settings(cfg('darts', tiny=False)) == ('alphas_first', False, 3e-4)
+  assert settings(cfg('pc_darts', tiny=False)) == ('alphas_first', False, 3e-4)
+  assert settings(cfg('gdas', tiny=False)) == ('weights_first', True, 5e-4)
+  for name in ('darts', 'gdas', 'pc_darts', 'random_ws'):
+    assert settings(method_configs.search_nb201(name)) == ('weights_first', True, 5e-4)
+  assert settings(method_configs.search_nb201('drnas')) == ('alphas_first', False, 3e-4)
+  train = method_configs.augment_nb201().train
+  assert (train.nesterov, train.grad_clip) == (True, 0.0)
+
+
 # ---------------------------------------------------------------------------
 # Supernet options.
 
