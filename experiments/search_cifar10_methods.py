@@ -12,7 +12,8 @@ Commands (the argument is the method, optionally `,tiny`):
 Settings: the DARTS paper's (50 epochs, batch 64, SGD lr 0.025 -> 0.001, weight
 decay 3e-4, alphas Adam 3e-4 (0.5, 0.999) weight decay 1e-3), then per method the
 official code's (sources in darts_jax/method_configs.py):
-  gdas       tau 10 -> 0.1 linearly over the epochs; 250 epochs, batch 256, weight decay 5e-4.
+  gdas       tau 10 -> 0.1 linearly over the epochs; 250 epochs, batch 256, weight decay 5e-4,
+             Nesterov SGD, the weight step before the alpha step (AutoDL-Projects).
   pc_darts   K=4 partial channels + edge normalization, batch 256, lr 0.1 -> 0.001,
              alpha lr 6e-4, alphas frozen for the first 15 epochs. Published: 2.57 +- 0.07 %
              test error, 3.6M params, 0.1 GPU-days.

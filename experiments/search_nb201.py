@@ -15,10 +15,12 @@ Space: 5 ops (none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3), 4-n
 cell (6 edges), stem 3x3 conv C=16, 5 cells, ResNet block, 5 cells at 2C, ResNet
 block, 5 cells at 4C, BN-ReLU-GAP-linear. CIFAR-10 train split halved 25k/25k.
 Settings (NAS-Bench-201's own configs, sources in darts_jax/method_configs.py): batch
-64, SGD lr 0.025 cosine to 0.001, momentum 0.9, weight decay 5e-4; alphas Adam 3e-4
-(0.5, 0.999), weight decay 1e-3; 50 epochs for DARTS and PC-DARTS, 240 for GDAS (tau
-10 -> 0.1), 250 for random search with weight sharing (best of 100 candidates, each on
-one validation batch), 100 for DrNAS (alphas frozen for 10 epochs).
+64, SGD lr 0.025 cosine to 0.001, Nesterov momentum 0.9, weight decay 5e-4, the weight
+step before the alpha step (AutoDL's search loops); alphas Adam 3e-4 (0.5, 0.999),
+weight decay 1e-3; 50 epochs for DARTS and PC-DARTS, 240 for GDAS (tau 10 -> 0.1), 250
+for random search with weight sharing (best of 100 candidates, each on one validation
+batch), 100 for DrNAS (its own code: plain momentum, weight decay 3e-4, the alpha step
+first, alphas frozen for 10 epochs).
 The derived cell is printed as an arch string
 (`|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|`)
 and written to <workdir>/arch.txt; train it from scratch with experiments/augment_nb201.py.
