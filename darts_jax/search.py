@@ -239,13 +239,13 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
     loss_fn_for = lambda k, stats: make_loss_fn(model, stats, compute_dtype(config),
                                                 methods.train_weights_fn(config, k, epoch))
 
-    def train_grads(alphas, stats):
-      """((train loss, (logits, batch stats)), grad_w L_train) at the current weights."""
-      return jax.value_and_grad(loss_fn_for(k_arch_train, stats), has_aux=True)(
-          state['params'], alphas, train_batch)
+    def train_pass(alphas, stats):
+      """(train loss, logits, batch stats, grad_w L_train) at the current weights."""
+      (loss, (logits, new_stats)), grads = jax.value_and_grad(
+          loss_fn_for(k_arch_train, stats), has_aux=True)(state['params'], alphas, train_batch)
+      return loss, logits, new_stats, grads
 
-    def weight_step(train_out):
-      _, w_grads = train_out
+    def weight_step(w_grads):
       return sgd_momentum_update(state['params'], w_grads, state['momentum'], lr,
                                  t.momentum, t.weight_decay, t.grad_clip,
                                  t.get('nesterov', False))
@@ -264,24 +264,22 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
       return alphas, a_opt, stats, a_grads, val_loss, val_logits
 
     if weights_first:
-      train_out = train_grads(state['alphas'], state['batch_stats'])
-      params, momentum = weight_step(train_out)
+      train_loss, train_logits, train_stats, w_grads = train_pass(state['alphas'],
+                                                                  state['batch_stats'])
+      params, momentum = weight_step(w_grads)
       alphas, a_opt, batch_stats, a_grads, val_loss, val_logits = alpha_step(
-          params, momentum, train_out[0][1][1])
+          params, momentum, train_stats)
     elif shared:  # The weight step's gradient, at the alphas before their update.
-      train_out = train_grads(state['alphas'], state['batch_stats'])
+      train_loss, train_logits, batch_stats, w_grads = train_pass(state['alphas'],
+                                                                  state['batch_stats'])
       alphas, a_opt, _, a_grads, val_loss, val_logits = alpha_step(
-          state['params'], state['momentum'], state['batch_stats'],
-          shared_grads=train_out[1])
-      params, momentum = weight_step(train_out)
+          state['params'], state['momentum'], state['batch_stats'], shared_grads=w_grads)
+      params, momentum = weight_step(w_grads)
     else:
       alphas, a_opt, val_stats, a_grads, val_loss, val_logits = alpha_step(
           state['params'], state['momentum'], state['batch_stats'])
-      train_out = train_grads(alphas, val_stats)
-      params, momentum = weight_step(train_out)
-    (train_loss, (train_logits, train_stats)), w_grads = train_out
-    if not weights_first:
-      batch_stats = train_stats
+      train_loss, train_logits, batch_stats, w_grads = train_pass(alphas, val_stats)
+      params, momentum = weight_step(w_grads)
 
     finite = all_finite(train_loss, val_loss, w_grads, a_grads, params, alphas)
     new_state = {'step': state['step'] + 1, 'params': params, 'batch_stats': batch_stats,
