@@ -153,6 +153,7 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
                        'config.eval_batch_size')
   search.check_compute_dtype(config)
   preemption.checkpoint_settings(config)
+  search.check_sgd(t)
   search.check_seed(config.seed)
   for name in ('crop_padding', 'cutout'):
     if t[name] < 0:

@@ -355,6 +355,7 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
                     f'all, below {config.model.compute_dtype} resolution: use '
                     "config.model.compute_dtype='float32' or config.arch.order=second_exact")
   preemption.checkpoint_settings(config)
+  check_sgd(t)
   methods.check_config(config)
   check_share_train_grad(config)
   check_update_order(config)
@@ -390,6 +391,13 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
     raise UserError(f'config.dataset.search_subset must be in (0, 1], got {subset}')
   check_image_size(info, supernet.stem_strides(stem)
                    + len(supernet.reduction_layers(config.model.layers)), config.model.layers)
+
+
+def check_sgd(train) -> None:
+  """config.train's SGD settings (shared by search and augment)."""
+  if train.get('nesterov', False) and train.momentum <= 0:
+    raise UserError(f'config.train.nesterov needs config.train.momentum > 0, got '
+                    f'{train.momentum}: set a momentum or config.train.nesterov=False')
 
 
 def check_seed(seed):

@@ -269,6 +269,13 @@ def test_update_order_errors_are_clear():
     search.check_config(config, info, 1, 1)
 
 
+def test_nesterov_without_momentum_is_a_clear_error():
+  config = _tiny_supernet_config('first')
+  config.train.nesterov, config.train.momentum = True, 0.0
+  with pytest.raises(search.UserError, match='nesterov needs config.train.momentum > 0'):
+    search.check_config(config, data.get_info('digits'), 1, 1)
+
+
 def test_nesterov_sgd_is_optax_nesterov_after_weight_decay():
   """search.sgd_momentum_update(nesterov=True) against optax: PyTorch's Nesterov SGD with
   L2 weight decay folded into the gradient, over three steps."""
