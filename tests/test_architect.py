@@ -133,20 +133,27 @@ def _tiny_supernet_config(order='second'):
   return config
 
 
-def test_shared_train_grad_steps_the_weights_at_the_old_alphas():
-  """config.arch.share_train_grad: the same alpha step as DARTS's; the weights move by
-  the train gradient at the alphas before the update instead of after it."""
-  config = _tiny_supernet_config('second_fd')  # Compiles faster than exact; same sharing.
+def _two_op_supernet_step_inputs(order, seed):
+  """(config, info, model, state, train batch, val batch) of a 2-op tiny supernet whose
+  step preprocessing is normalization only (no crop)."""
+  config = _tiny_supernet_config(order)
   config.search_space.primitives = ['skip_connect', 'sep_conv_3x3']
-  config.train.crop_padding = 0  # The step's preprocessing is then normalization only.
+  config.train.crop_padding = 0
   info = data.get_info('digits')
   model = search.build_model(config, info.num_classes)
   state = search.init_state(model, config, info)
-  ks = jax.random.split(jax.random.key(5), 4)
+  ks = jax.random.split(jax.random.key(seed), 4)
   batch = lambda k1, k2: {
       'image': jax.random.randint(k1, (8,) + info.image_shape, 0, 256).astype(jnp.uint8),
       'label': jax.random.randint(k2, (8,), 0, info.num_classes)}
-  train, val = batch(*ks[:2]), batch(*ks[2:])
+  return config, info, model, state, batch(*ks[:2]), batch(*ks[2:])
+
+
+def test_shared_train_grad_steps_the_weights_at_the_old_alphas():
+  """config.arch.share_train_grad: the same alpha step as DARTS's; the weights move by
+  the train gradient at the alphas before the update instead of after it."""
+  # second_fd compiles faster than exact; the sharing is the same.
+  config, info, model, state, train, val = _two_op_supernet_step_inputs('second_fd', 5)
   steps = {}
   for shared in (False, True):
     step_config = config.copy_and_resolve_references()
@@ -188,17 +195,7 @@ def test_weights_first_steps_the_alphas_at_the_new_weights():
   the train gradient at the old alphas, then the alphas by the validation gradient at
   the new weights; 'alphas_first' (DARTS) the other way round. In first order both
   forwards update the running BN statistics, in the same order."""
-  config = _tiny_supernet_config('first')
-  config.search_space.primitives = ['skip_connect', 'sep_conv_3x3']
-  config.train.crop_padding = 0  # The step's preprocessing is then normalization only.
-  info = data.get_info('digits')
-  model = search.build_model(config, info.num_classes)
-  state = search.init_state(model, config, info)
-  ks = jax.random.split(jax.random.key(6), 4)
-  batch = lambda k1, k2: {
-      'image': jax.random.randint(k1, (8,) + info.image_shape, 0, 256).astype(jnp.uint8),
-      'label': jax.random.randint(k2, (8,), 0, info.num_classes)}
-  train, val = batch(*ks[:2]), batch(*ks[2:])
+  config, info, model, state, train, val = _two_op_supernet_step_inputs('first', 6)
   steps = {}
   for order in search.UPDATE_ORDERS:
     step_config = config.copy_and_resolve_references()
