@@ -371,7 +371,6 @@ class SearchNetwork(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=initializers.torch_default,
                     bias_init=initializers.torch_bias(y.shape[-1]), name='classifier')(y)
 
-
   @nn.nowrap
   def _stems(self, x, train: bool):
     """(s0, s1) for the first cell.
