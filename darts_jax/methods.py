@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from darts_jax import architect
 from darts_jax import genotypes
 from darts_jax import nb201
 from darts_jax import parallel
@@ -288,7 +289,7 @@ def no_alpha_grad(order, loss_fn, params, alphas, train_batch, val_batch, *unuse
   """For methods without architecture parameters: zero grads and a plain val forward."""
   del order, train_batch, unused
   loss, aux = loss_fn(params, alphas, val_batch)
-  return jax.tree.map(jnp.zeros_like, alphas), loss, aux
+  return architect.AlphaGrad(jax.tree.map(jnp.zeros_like, alphas), loss, aux, (aux,))
 
 
 def gate_arch_update(config, epoch, new, old):

@@ -222,10 +222,6 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
   shared = shares_train_grad(config)
   weights_first = update_order(config) == 'weights_first'
   alpha_grad = architect.alpha_grad if methods.trains_alphas(config) else methods.no_alpha_grad
-  # The running BN statistics (used by the evaluation pass only) move with every
-  # training-mode forward of the reference's network: in first order also the alpha
-  # step's validation forward. (Its second-order validation forward runs on a copy.)
-  val_forward_updates_stats = config.arch.order == 'first'
 
   def step(state, train_batch, val_batch):
     key = jax.random.fold_in(jax.random.key(config.seed), state['step'])
@@ -251,16 +247,17 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
                                  t.get('nesterov', False))
 
     def alpha_step(params, momentum, stats, shared_grads=None):
-      a_grads, val_loss, (val_logits, val_stats) = alpha_grad(
+      a_grads, val_loss, (val_logits, _), forward_auxes = alpha_grad(
           config.arch.order, loss_fn_for(k_arch_val, stats), params, state['alphas'],
           train_batch, val_batch, lr, momentum, t.momentum, t.weight_decay,
           **({} if shared_grads is None else {'train_grads': shared_grads}))
       a_updates, a_opt = a_tx.update(a_grads, state['alpha_opt'], state['alphas'])
       alphas = optax.apply_updates(state['alphas'], a_updates)
-      if not val_forward_updates_stats:
-        val_stats = stats
+      # The running BN statistics (used by the evaluation pass only) move with each
+      # forward the reference runs on its network (architect.AlphaGrad).
+      new_stats = search_ops.chain_running_stats(stats, [s for _, s in forward_auxes])
       alphas, a_opt, stats = methods.gate_arch_update(
-          config, epoch, (alphas, a_opt, val_stats), (state['alphas'], state['alpha_opt'], stats))
+          config, epoch, (alphas, a_opt, new_stats), (state['alphas'], state['alpha_opt'], stats))
       return alphas, a_opt, stats, a_grads, val_loss, val_logits
 
     if weights_first:
@@ -270,10 +267,10 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
       alphas, a_opt, batch_stats, a_grads, val_loss, val_logits = alpha_step(
           params, momentum, train_stats)
     elif shared:  # The weight step's gradient, at the alphas before their update.
-      train_loss, train_logits, batch_stats, w_grads = train_pass(state['alphas'],
+      train_loss, train_logits, train_stats, w_grads = train_pass(state['alphas'],
                                                                   state['batch_stats'])
-      alphas, a_opt, _, a_grads, val_loss, val_logits = alpha_step(
-          state['params'], state['momentum'], state['batch_stats'], shared_grads=w_grads)
+      alphas, a_opt, batch_stats, a_grads, val_loss, val_logits = alpha_step(
+          state['params'], state['momentum'], train_stats, shared_grads=w_grads)
       params, momentum = weight_step(w_grads)
     else:
       alphas, a_opt, val_stats, a_grads, val_loss, val_logits = alpha_step(

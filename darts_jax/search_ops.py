@@ -15,7 +15,7 @@ add an op, write a Flax module that maps x [B, H, W, C] to
 written for a single edge can be lifted with `per_edge(factory)`.
 """
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -70,6 +70,22 @@ class BatchNorm(nn.Module):
       bias = self.param('bias', initializers.zeros, feature_shape)
       y = y * scale.reshape(stat_shape).astype(x.dtype) + bias.reshape(stat_shape).astype(x.dtype)
     return y
+
+
+def chain_running_stats(start, updated: Sequence):
+  """The running statistics after training-mode forwards run one after another.
+
+  Each of `updated` is the 'batch_stats' of one forward that started from `start`
+  (BN_MOMENTUM * start + (1 - BN_MOMENTUM) * batch statistics); the update is affine
+  in the old value, so the chain follows without rerunning any forward.
+  """
+  def chain(start_leaf, *updated_leaves):
+    running = start_leaf
+    for leaf in updated_leaves:
+      running = BN_MOMENTUM * running + (leaf - BN_MOMENTUM * start_leaf)
+    return running
+
+  return jax.tree.map(chain, start, *updated)
 
 
 def pointwise(x, kernels):

@@ -47,8 +47,8 @@ def test_exact_second_order_matches_numerical_derivative():
   """d/da L_val(w'(a), a) by central differences in a, in float64 (independent of JAX AD)."""
   with jax.enable_x64(True):
     params, alphas, train, val, buffer = map(_f64, _problem())
-    exact, _, _ = architect.second_order_exact_grad(
-        _loss_fn, params, alphas, train, val, XI, buffer, MOMENTUM, WEIGHT_DECAY)
+    exact = architect.second_order_exact_grad(
+        _loss_fn, params, alphas, train, val, XI, buffer, MOMENTUM, WEIGHT_DECAY).grads
 
     def total(a):
       w_prime = architect.virtual_step(_loss_fn, params, {'mix': a}, train, XI, buffer,
@@ -65,9 +65,9 @@ def test_finite_difference_matches_exact_and_divides_by_2r():
   with jax.enable_x64(True):
     params, alphas, train, val, buffer = map(_f64, _problem())
     args = (_loss_fn, params, alphas, train, val, XI, buffer, MOMENTUM, WEIGHT_DECAY)
-    exact, _, _ = architect.second_order_exact_grad(*args)
-    fd, _, _ = architect.second_order_fd_grad(*args)
-    first, _, _ = architect.first_order_grad(_loss_fn, params, alphas, val)
+    exact = architect.second_order_exact_grad(*args).grads
+    fd = architect.second_order_fd_grad(*args).grads
+    first = architect.first_order_grad(_loss_fn, params, alphas, val).grads
     # The FD estimate of the paper (R = 0.01/||v||) is accurate to O(R^2).
     np.testing.assert_allclose(fd['mix'], exact['mix'], rtol=1e-4, atol=1e-7)
     # The test has teeth: the implicit term is not negligible here, so an
@@ -96,8 +96,8 @@ def test_alpha_grad_dispatch():
               'second_exact': architect.second_order_exact_grad(*second),
               'second_fd': architect.second_order_fd_grad(*second)}
   assert set(expected) == set(architect.ORDERS)
-  for order, (want, want_loss, _) in expected.items():
-    grads, loss, _ = architect.alpha_grad(order, *second)
+  for order, (want, want_loss, _, _) in expected.items():
+    grads, loss, _, _ = architect.alpha_grad(order, *second)
     np.testing.assert_array_equal(grads['mix'], want['mix'], err_msg=order)
     assert float(loss) == float(want_loss)
   # The three orders differ on this problem, so a wrong dispatch would show.
@@ -112,15 +112,47 @@ def test_precomputed_train_grads_give_the_same_hypergradient(order):
     params, alphas, train, val, buffer = _f64(_problem())
     train_grads = jax.grad(lambda p: _loss_fn(p, alphas, train)[0])(params)
     args = (order, _loss_fn, params, alphas, train, val, XI, buffer, MOMENTUM, WEIGHT_DECAY)
-    computed, loss, _ = architect.alpha_grad(*args)
-    reused, reused_loss, _ = architect.alpha_grad(*args, train_grads=train_grads)
+    computed, loss, _, _ = architect.alpha_grad(*args)
+    reused, reused_loss, _, _ = architect.alpha_grad(*args, train_grads=train_grads)
   np.testing.assert_allclose(reused['mix'], computed['mix'], rtol=1e-12)
   np.testing.assert_allclose(reused_loss, loss, rtol=1e-12)
   # The given gradient is the one used: another one gives another w' and hypergradient.
   with jax.enable_x64(True):
-    doubled, _, _ = architect.alpha_grad(
-        *args, train_grads=jax.tree.map(lambda g: 2 * g, train_grads))
+    doubled = architect.alpha_grad(
+        *args, train_grads=jax.tree.map(lambda g: 2 * g, train_grads)).grads
   assert not np.allclose(doubled['mix'], computed['mix'], rtol=1e-6)
+
+
+def test_forward_auxes_are_the_forwards_the_darts_code_runs_on_its_network():
+  """First order: the validation forward at w. Second order: the virtual step's train
+  forward at w, then the finite difference's at w + R v and w - R v (R v of norm 0.01),
+  or the exact product's at w twice (the limit R -> 0); given train_grads, the caller
+  ran the virtual step's forward. The aux here is (batch inputs, weights) of the forward."""
+  loss_fn = lambda p, a, batch: (_loss_fn(p, a, batch)[0], (batch['x'], p))
+  params, alphas, train, val, buffer = _problem()
+  args = (loss_fn, params, alphas, train, val, XI, buffer, MOMENTUM, WEIGHT_DECAY)
+  flat = architect.flat_float32
+  same = lambda aux, batch, weights: (np.array_equal(aux[0], batch['x'])
+                                      and np.array_equal(flat(aux[1]), flat(weights)))
+
+  (first_aux,) = architect.alpha_grad('first', *args).forward_auxes
+  assert same(first_aux, val, params)
+  exact = architect.alpha_grad('second_exact', *args).forward_auxes
+  assert len(exact) == 3 and all(same(aux, train, params) for aux in exact)
+  at_w, plus, minus = architect.alpha_grad('second_fd', *args).forward_auxes
+  assert same(at_w, train, params)
+  assert np.array_equal(plus[0], train['x']) and np.array_equal(minus[0], train['x'])
+  step = flat(plus[1]) - flat(params)
+  np.testing.assert_allclose(jnp.linalg.norm(step), architect.FD_EPSILON, rtol=1e-4)
+  np.testing.assert_allclose(flat(minus[1]) - flat(params), -step, atol=1e-6)
+
+  train_grads = jax.grad(lambda p: _loss_fn(p, alphas, train)[0])(params)
+  shared = {order: architect.alpha_grad(order, *args, train_grads=train_grads).forward_auxes
+            for order in ('second_exact', 'second_fd')}
+  assert len(shared['second_exact']) == 2
+  assert all(same(aux, train, params) for aux in shared['second_exact'])
+  assert [flat(aux[1]).tolist() for aux in shared['second_fd']] == [
+      flat(plus[1]).tolist(), flat(minus[1]).tolist()]
 
 
 def _tiny_supernet_config(order='second'):
@@ -188,6 +220,46 @@ def test_shared_train_grad_steps_the_weights_at_the_old_alphas():
                              rtol=1e-5, atol=1e-7)
   # The two weight steps differ, so the comparisons above tell them apart.
   assert float(jnp.max(jnp.abs(flat(at_old_alphas) - flat(at_new_alphas)))) > 1e-6
+
+
+def test_second_order_step_moves_the_running_stats_as_the_darts_code_does():
+  """The DARTS code's second-order step runs four training-mode forwards on its network,
+  each moving the running BN statistics: the virtual step's at w, the finite
+  difference's at w + R v and w - R v, then the weight step's at the new alphas. Here
+  the same forwards, written out one after another, against one search step."""
+  config, info, model, state, train, val = _two_op_supernet_step_inputs('second_fd', 7)
+  new_state, _ = jax.jit(search.make_search_step(model, config, info, steps_per_epoch=10))(
+      state, train, val)
+  norm_train, norm_val = (search.preprocess(None, b, info, 0) for b in (train, val))
+  t = config.train
+  xi = search.cosine_lr(config, 0)
+
+  def train_forward(weights, alphas, stats):
+    (_, (_, stats)), grads = jax.value_and_grad(
+        search.make_loss_fn(model, stats), has_aux=True)(weights, alphas, norm_train)
+    return grads, stats
+
+  @jax.jit
+  def forwards_in_darts_order(params, alphas, new_alphas, stats):
+    grads, stats = train_forward(params, alphas, stats)
+    w_prime = jax.tree.map(lambda w, g, m: w - xi * (t.momentum * m + g + t.weight_decay * w),
+                           params, grads, state['momentum'])
+    v = jax.grad(lambda w: search.make_loss_fn(model, stats)(w, alphas, norm_val)[0])(w_prime)
+    r = architect.FD_EPSILON / architect.global_norm(v)
+    for sign in (1, -1):
+      _, stats = train_forward(jax.tree.map(lambda w, d: w + sign * r * d, params, v),
+                               alphas, stats)
+    return train_forward(params, new_alphas, stats)[1]
+
+  flat = architect.flat_float32
+  expected = forwards_in_darts_order(state['params'], state['alphas'], new_state['alphas'],
+                                     state['batch_stats'])
+  np.testing.assert_allclose(flat(new_state['batch_stats']), flat(expected), rtol=1e-5,
+                             atol=1e-6)
+  # The alpha step's three forwards matter: the weight step's forward alone gives others.
+  _, weight_step_only = jax.jit(train_forward)(state['params'], new_state['alphas'],
+                                               state['batch_stats'])
+  assert float(jnp.max(jnp.abs(flat(weight_step_only) - flat(expected)))) > 1e-3
 
 
 def test_weights_first_steps_the_alphas_at_the_new_weights():
@@ -328,8 +400,8 @@ def test_exact_second_order_on_the_supernet_matches_reverse_over_reverse():
 
   @jax.jit
   def both(params, alphas, buffer):
-    exact, _, _ = architect.second_order_exact_grad(
-        loss_fn, params, alphas, train, val, XI, buffer, MOMENTUM, WEIGHT_DECAY)
+    exact = architect.second_order_exact_grad(
+        loss_fn, params, alphas, train, val, XI, buffer, MOMENTUM, WEIGHT_DECAY).grads
 
     def unrolled(a):
       w_prime = architect.virtual_step(loss_fn, params, a, train, XI, buffer, MOMENTUM,
