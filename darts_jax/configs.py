@@ -32,7 +32,10 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
                       depthwise_impl='auto',
                       cell_impl='auto',  # 'scan' on CPU, 'grouped' on GPU/TPU.
                       remat='auto',  # Recompute activations in backward: 'auto' = on CPU.
-                      compute_dtype='float32')  # Or 'bfloat16' (params stay float32).
+                      compute_dtype='float32',  # Or 'bfloat16' (params stay float32).
+                      # False: no running BN statistics; evaluation normalizes with the
+                      # batch's own (PyTorch's track_running_stats=False, AutoDL's BN=0).
+                      track_running_stats=True)
   config.train = dict(batch_size=64, epochs=50, lr=0.025, lr_min=0.001, momentum=0.9,
                       weight_decay=3e-4, grad_clip=5.0, crop_padding=4,
                       nesterov=False,  # True: torch.optim.SGD(nesterov=True) (AutoDL).

@@ -191,6 +191,10 @@ def check_share_train_grad(config):
                     f'steps: use method darts or pc_darts, not {methods.method_name(config)}')
 
 
+def tracks_running_stats(config) -> bool:
+  return config.model.get('track_running_stats', True)
+
+
 def update_order(config) -> str:
   """config.arch.update_order: 'alphas_first' (DARTS) or 'weights_first' (GDAS)."""
   return config.arch.get('update_order', 'alphas_first')
@@ -222,6 +226,7 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
   shared = shares_train_grad(config)
   weights_first = update_order(config) == 'weights_first'
   alpha_grad = architect.alpha_grad if methods.trains_alphas(config) else methods.no_alpha_grad
+  tracking = tracks_running_stats(config)
 
   def step(state, train_batch, val_batch):
     key = jax.random.fold_in(jax.random.key(config.seed), state['step'])
@@ -278,6 +283,8 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
       train_loss, train_logits, batch_stats, w_grads = train_pass(alphas, val_stats)
       params, momentum = weight_step(w_grads)
 
+    if not tracking:
+      batch_stats = state['batch_stats']
     finite = all_finite(train_loss, val_loss, w_grads, a_grads, params, alphas)
     new_state = {'step': state['step'] + 1, 'params': params, 'batch_stats': batch_stats,
                  'alphas': alphas, 'momentum': momentum, 'alpha_opt': a_opt}
@@ -291,13 +298,20 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
   return step
 
 
-def make_eval_step(model, info: data.DatasetInfo, weights_fn=edge_weights):
-  """Loss/accuracy sums of a batch with running BN statistics (the reference's infer)."""
+def make_eval_step(model, info: data.DatasetInfo, weights_fn=edge_weights,
+                   batch_statistics: bool = False):
+  """Loss/accuracy sums of a batch (the reference's infer): BN with the running
+  statistics, or with the batch's own (`batch_statistics`, config.model.track_running_stats
+  False; `evaluate` pads a last partial batch with its own examples)."""
 
   def eval_step(state, batch, mask):
     images = augmentation.normalize(batch['image'], info.mean, info.std)
-    logits = model.apply({'params': state['params'], 'batch_stats': state['batch_stats']},
-                         images, weights_fn(state['alphas']), train=False)
+    variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+    weights = weights_fn(state['alphas'])
+    if batch_statistics:
+      logits, _ = model.apply(variables, images, weights, train=True, mutable=['batch_stats'])
+    else:
+      logits = model.apply(variables, images, weights, train=False)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
     correct = jnp.argmax(logits, -1) == batch['label']
     return jnp.sum(losses * mask), jnp.sum(correct * mask), jnp.sum(mask)
@@ -468,7 +482,8 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   search_step = parallel.jit(make_search_step(model, config, info, steps_per_epoch),
                              donate_argnums=(0,))
-  eval_step = parallel.jit(make_eval_step(model, info, methods.eval_weights_fn(config)))
+  eval_step = parallel.jit(make_eval_step(model, info, methods.eval_weights_fn(config),
+                                          batch_statistics=not tracks_running_stats(config)))
   writer = metrics.MetricWriter(workdir, enabled=is_main, first_step=start_step + 1)
   primitives = list(model.primitives)
 
@@ -578,6 +593,10 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def evaluate(eval_step, state, source, indices, config, mesh):
   """The means over `indices` (padded to whole batches, masked) of `eval_step`'s sums.
 
+  A last partial batch is padded with its own examples repeated in turn, so that BN
+  with batch statistics sees those examples only (exactly their statistics when their
+  number divides the batch).
+
   `eval_step` returns per-batch sums, the example count last (e.g. loss, correct,
   count: then this returns (mean loss, accuracy)). Each process reads only its rows
   of every global batch of config.eval_batch_size.
@@ -591,7 +610,7 @@ def evaluate(eval_step, state, source, indices, config, mesh):
     idx = indices[start:start + batch]
     mask = np.zeros(batch, np.float32)
     mask[:len(idx)] = 1.0
-    idx = np.concatenate([idx, np.full(batch - len(idx), idx[0])])
+    idx = np.resize(idx, batch)
     idx, mask = idx[rows], mask[rows]
     images, labels = source.get(idx)
     sums = eval_step(state, parallel.shard_batch({'image': images, 'label': labels}, mesh),

@@ -1,8 +1,7 @@
 """The NAS-Bench-201 space: arch strings, networks, searches, training from scratch, benchmark.
 
 Full searches and the training run compile whole programs (about a minute of
-CPU each on a 2-core machine): by default this file searches with random_ws
-(candidate ranking included); DARTS_JAX_ALL_METHOD_SEARCHES=1 runs every method.
+CPU each on a 2-core machine): one tiny search per method, candidate ranking included.
 """
 
 import builtins
@@ -14,14 +13,17 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from darts_jax import augment
+from darts_jax import augmentation
 from darts_jax import data
 from darts_jax import initializers
 from darts_jax import method_configs
 from darts_jax import methods
 from darts_jax import nb201
+from darts_jax import parallel
 from darts_jax import search
 from darts_jax.errors import UserError
 
@@ -283,6 +285,8 @@ def test_benchmark_lookup_with_the_api_reports_the_tabulated_accuracy(tmp_path, 
 @pytest.mark.parametrize('method', methods.METHODS)
 def test_search_derives_a_valid_cell(method, tmp_path):
   config = method_configs.search_nb201(method + ',tiny')
+  # random_ws ranks its candidates as AutoDL's RANDOM-NAS with BN=0: batch statistics.
+  config.model.track_running_stats = method != 'random_ws'
   result = search.search(config, str(tmp_path))
   arch = nb201.parse_arch(result['genotype'])
   assert nb201.load_arch(str(tmp_path)) == arch
@@ -291,6 +295,62 @@ def test_search_derives_a_valid_cell(method, tmp_path):
   assert alphas['normal'].shape == (6, 5) and 'reduce' not in alphas
   assert os.path.exists(os.path.join(tmp_path, 'alphas', 'epoch_001.npz'))
   assert os.path.exists(os.path.join(tmp_path, 'plots', 'latest_cell.png'))
+
+
+def _tiny_search_model(method='darts'):
+  config = method_configs.search_nb201(method + ',tiny')
+  info = data.get_info(config.dataset.name)
+  model = search.build_model(config, info.num_classes)
+  return config, info, model, search.init_state(model, config, info)
+
+
+def test_evaluation_without_running_stats_normalizes_each_batch_by_itself():
+  """config.model.track_running_stats=False: every BN of the evaluation pass uses the
+  statistics of its batch. 12 examples at eval batch 8: the last batch holds 4, padded
+  with the same 4 repeated, so its statistics are exactly theirs."""
+  config, info, model, state = _tiny_search_model()
+  # Running statistics unlike any batch's, so that the two evaluations differ.
+  state = dict(state, batch_stats=jax.tree.map(lambda s: s + 0.5, state['batch_stats']))
+  config.eval_batch_size = 8
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 17, (12,) + info.image_shape).astype(np.uint8)
+  labels = rng.integers(0, info.num_classes, 12).astype(np.int32)
+  weights_fn = methods.eval_weights_fn(config)
+
+  @jax.jit
+  def loss_sum_alone(rows_images, rows_labels):
+    x = augmentation.normalize(rows_images, info.mean, info.std)
+    logits, _ = model.apply({'params': state['params'], 'batch_stats': state['batch_stats']},
+                            x, weights_fn(state['alphas']), train=True,
+                            mutable=['batch_stats'])
+    return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, rows_labels))
+
+  expected = (loss_sum_alone(images[:8], labels[:8])
+              + loss_sum_alone(images[8:], labels[8:])) / 12
+  source, mesh = data.ArraySource(images, labels), parallel.make_mesh()
+  losses = {}
+  for batch_statistics in (True, False):
+    eval_step = jax.jit(search.make_eval_step(model, info, weights_fn, batch_statistics))
+    losses[batch_statistics], _ = search.evaluate(eval_step, state, source, np.arange(12),
+                                                  config, mesh)
+  np.testing.assert_allclose(losses[True], expected, rtol=1e-5)
+  assert abs(losses[False] - losses[True]) > 1e-3
+
+
+def test_search_step_without_running_stats_leaves_them_alone():
+  config, info, model, state = _tiny_search_model()
+  config.model.track_running_stats = False
+  rng = np.random.default_rng(1)
+  batch = {'image': rng.integers(0, 17, (16,) + info.image_shape).astype(np.uint8),
+           'label': rng.integers(0, info.num_classes, 16).astype(np.int32)}
+  new_state, _ = jax.jit(search.make_search_step(model, config, info, steps_per_epoch=2))(
+      state, batch, batch)
+  for old, new in zip(jax.tree.leaves(state['batch_stats']),
+                      jax.tree.leaves(new_state['batch_stats'])):
+    np.testing.assert_array_equal(new, old)
+  moved = lambda name: max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+      jax.tree.leaves(state[name]), jax.tree.leaves(new_state[name])))
+  assert moved('params') > 1e-6 and moved('alphas') > 1e-6
 
 
 def test_train_an_arch_string_from_scratch(tmp_path):
