@@ -79,13 +79,13 @@ def chain_running_stats(start, updated: Sequence):
   (BN_MOMENTUM * start + (1 - BN_MOMENTUM) * batch statistics); the update is affine
   in the old value, so the chain follows without rerunning any forward.
   """
-  def chain(start_leaf, *updated_leaves):
-    running = start_leaf
-    for leaf in updated_leaves:
+  def chain(start_leaf, first, *rest):
+    running = first
+    for leaf in rest:
       running = BN_MOMENTUM * running + (leaf - BN_MOMENTUM * start_leaf)
     return running
 
-  return jax.tree.map(chain, start, *updated)
+  return jax.tree.map(chain, start, *updated) if updated else start
 
 
 def pointwise(x, kernels):

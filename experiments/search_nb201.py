@@ -20,7 +20,10 @@ step before the alpha step (AutoDL's search loops); alphas Adam 3e-4 (0.5, 0.999
 weight decay 1e-3; 50 epochs for DARTS and PC-DARTS, 240 for GDAS (tau 10 -> 0.1), 250
 for random search with weight sharing (best of 100 candidates, each on one validation
 batch), 100 for DrNAS (its own code: plain momentum, weight decay 3e-4, the alpha step
-first, alphas frozen for 10 epochs).
+first, alphas frozen for 10 epochs). BN keeps running statistics, as AutoDL's
+`--track_running_stats 1`; `--config.model.track_running_stats=False` is its BN=0: every
+evaluation (the per-epoch validation, random_ws's candidate ranking) normalizes with the
+batch's own statistics.
 The derived cell is printed as an arch string
 (`|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|`)
 and written to <workdir>/arch.txt; train it from scratch with experiments/augment_nb201.py.
