@@ -185,6 +185,10 @@ TOOL_CASES = [  # (module, args; {tmp} is a fresh directory, {file} a file in it
     ('darts_jax.report', ['--workdirr={tmp}'], 'flag workdirr. Did you mean: workdir'),
     ('darts_jax.main', ['--config=experiments/search_tiny.py', '--workdir={tmp}', 'extra'],
      'unexpected arguments extra'),
+    ('darts_jax.torch_weights', ['--config=experiments/augment_cifar10.py',
+                                 '--weights={tmp}/nope.pt'], 'weights file'),
+    ('darts_jax.torch_weights', ['--config=experiments/augment_cifar10.py'],
+     '--weights must have a value'),
 ]
 
 
