@@ -2,7 +2,8 @@
 
 `run(main)` is `absl.app.run` with flag parsing that turns a bad flag or
 `--config.<field>` override into that line, and with `main` turned the same way
-on a UserError. The entry points: darts_jax.main, .summary, .visualize, .report.
+on a UserError. The entry points: darts_jax.main, .summary, .visualize, .report,
+.torch_weights.
 """
 
 import logging
