@@ -15,6 +15,7 @@ carry over.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import flax.linen as nn
@@ -24,22 +25,20 @@ import jax.numpy as jnp
 from darts_jax import conv
 from darts_jax import initializers
 from darts_jax import pooling
+from darts_jax.batch_norm import BatchNorm
 from darts_jax.errors import UserError
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
 
 def batch_norm(train: bool, affine: bool = True,
-               name: str | None = None) -> nn.BatchNorm:
-  """BatchNorm with PyTorch's defaults (momentum 0.1 there, eps 1e-5).
+               name: str | None = None) -> Callable[[jax.Array], jax.Array]:
+  """BatchNorm2d (`darts_jax.batch_norm`) of [N, H, W, C], called as `batch_norm(...)(x)`.
 
   Must be created inside a compact method. Batch statistics in training,
   running statistics otherwise.
   """
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                      epsilon=1e-5, use_bias=affine, use_scale=affine,
-                      scale_init=initializers.ones, bias_init=initializers.zeros,
-                      name=name)
+  return functools.partial(BatchNorm(affine, name=name), train=train)
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:

@@ -186,7 +186,7 @@ def host_init(init_fn: Callable[..., dict], key: jax.Array, seed: int) -> dict:
   a SpecBox: nothing is compiled. Each parameter is drawn from numpy's
   generator seeded with (seed, its path), so its values do not depend on the
   other parameters, the device count or the backend. Batch statistics start
-  as both BatchNorm implementations start them: mean 0, var 1. A variable from
+  as BatchNorm2d starts them: mean 0, var 1. A variable from
   anywhere else (a user-registered op with flax's own initializers) makes the
   whole init fall back to `jax.jit(init_fn)(key)`, with a warning.
   """

@@ -33,6 +33,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from darts_jax import batch_norm
 from darts_jax import conv
 from darts_jax import initializers
 from darts_jax import pooling
@@ -212,7 +213,7 @@ class NorConv(nn.Module):
                         (k, k, x.shape[-1], e * c))
     y = conv.conv2d(nn.relu(x), kernel, self.stride)
     y = jnp.moveaxis(y.reshape(y.shape[:-1] + (e, c)), -2, 0)
-    return search_ops.BatchNorm(self.affine)(y, train)
+    return batch_norm.BatchNorm(self.affine)(y, train)
 
 
 class AvgPool(nn.Module):
@@ -260,7 +261,7 @@ class ConvBN(nn.Module):
     kernel = self.param('kernel', initializers.kaiming_normal((0, 1, 2)), (k, k, x.shape[-1],
                                                                    self.channels))
     y = conv.conv2d(nn.relu(x) if self.relu else x, kernel, self.stride)
-    return search_ops.BatchNorm(affine=True)(y[None], train)[0]
+    return batch_norm.BatchNorm(affine=True)(y[None], train)[0]
 
 
 class ResNetBlock(nn.Module):
@@ -325,7 +326,7 @@ class _Macro(nn.Module):
     kernel = self.param('stem_conv', initializers.kaiming_normal((0, 1, 2)),
                         (3, 3, x.shape[-1], c))
     s = conv.conv2d(x, kernel)
-    s = search_ops.BatchNorm(affine=True, name='stem_bn')(s[None], train)[0]
+    s = batch_norm.BatchNorm(affine=True, name='stem_bn')(s[None], train)[0]
     index = 0
     for stage in range(3):
       if stage > 0:
@@ -335,7 +336,7 @@ class _Macro(nn.Module):
       for _ in range(self.cells_per_stage):
         s = make_cell(c, f'cell_{index}')(s)
         index += 1
-    s = nn.relu(search_ops.BatchNorm(affine=True, name='last_bn')(s[None], train)[0])
+    s = nn.relu(batch_norm.BatchNorm(affine=True, name='last_bn')(s[None], train)[0])
     return nn.Dense(self.num_classes, kernel_init=initializers.lecun_normal,
                     bias_init=initializers.zeros, name='classifier')(jnp.mean(s, axis=(1, 2)))
 

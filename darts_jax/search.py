@@ -19,6 +19,7 @@ import optax
 
 from darts_jax import architect
 from darts_jax import augmentation
+from darts_jax import batch_norm
 from darts_jax import checkpoint
 from darts_jax import conv
 from darts_jax import data
@@ -260,7 +261,7 @@ def make_search_step(model, config, info: data.DatasetInfo, steps_per_epoch: int
       alphas = optax.apply_updates(state['alphas'], a_updates)
       # The running BN statistics (used by the evaluation pass only) move with each
       # forward the reference runs on its network (architect.AlphaGrad).
-      new_stats = search_ops.chain_running_stats(stats, [s for _, s in forward_auxes])
+      new_stats = batch_norm.chain_running_stats(stats, [s for _, s in forward_auxes])
       alphas, a_opt, stats = methods.gate_arch_update(
           config, epoch, (alphas, a_opt, new_stats), (state['alphas'], state['alpha_opt'], stats))
       return alphas, a_opt, stats, a_grads, val_loss, val_logits

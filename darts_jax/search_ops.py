@@ -15,78 +15,19 @@ add an op, write a Flax module that maps x [B, H, W, C] to
 written for a single edge can be lifted with `per_edge(factory)`.
 """
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from darts_jax import conv
 from darts_jax import initializers
 from darts_jax import pooling
+from darts_jax.batch_norm import BatchNorm
 from darts_jax.errors import UserError
 
 # (channels, stride, num_edges, depthwise_impl) -> module.
 SearchOpFactory = Callable[[int, int, int, str], nn.Module]
-
-_SPATIAL_AXES = (-4, -3, -2)  # B, H, W of [..., B, H, W, C].
-BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1.
-BN_EPSILON = 1e-5
-
-
-class BatchNorm(nn.Module):
-  """Batch norm over (B, H, W) of [..., B, H, W, C], one set of stats per leading index.
-
-  Stacked edges [E, B, H, W, C] get separate statistics per edge, exactly as
-  E separate BatchNorm2d layers would.
-  """
-  affine: bool = False
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    feature_shape = x.shape[:-4] + x.shape[-1:]
-    stat_shape = x.shape[:-4] + (1, 1, 1) + x.shape[-1:]
-    running_mean = self.variable('batch_stats', 'mean', jnp.zeros, feature_shape, jnp.float32)
-    running_var = self.variable('batch_stats', 'var', jnp.ones, feature_shape, jnp.float32)
-    if train:
-      xf = x.astype(jnp.float32)
-      # Both moments in one pass over x (as flax's use_fast_variance); the clamp guards the
-      # float32 cancellation. Half the memory traffic of mean((x - mean)^2), forward and
-      # backward, and a CPU search step is bound by memory traffic (BUILD_NOTES.md).
-      mean = jnp.mean(xf, axis=_SPATIAL_AXES, keepdims=True)
-      mean_of_squares = jnp.mean(jnp.square(xf), axis=_SPATIAL_AXES, keepdims=True)
-      var = jnp.maximum(mean_of_squares - jnp.square(mean), 0.)
-      if not self.is_initializing():
-        running_mean.value = (BN_MOMENTUM * running_mean.value
-                              + (1 - BN_MOMENTUM) * mean.reshape(feature_shape))
-        running_var.value = (BN_MOMENTUM * running_var.value
-                             + (1 - BN_MOMENTUM) * var.reshape(feature_shape))
-    else:
-      mean = running_mean.value.reshape(stat_shape)
-      var = running_var.value.reshape(stat_shape)
-    y = (x - mean.astype(x.dtype)) * jax.lax.rsqrt(var + BN_EPSILON).astype(x.dtype)
-    if self.affine:
-      scale = self.param('scale', initializers.ones, feature_shape)
-      bias = self.param('bias', initializers.zeros, feature_shape)
-      y = y * scale.reshape(stat_shape).astype(x.dtype) + bias.reshape(stat_shape).astype(x.dtype)
-    return y
-
-
-def chain_running_stats(start, updated: Sequence):
-  """The running statistics after training-mode forwards run one after another.
-
-  Each of `updated` is the 'batch_stats' of one forward that started from `start`
-  (BN_MOMENTUM * start + (1 - BN_MOMENTUM) * batch statistics); the update is affine
-  in the old value, so the chain follows without rerunning any forward.
-  """
-  def chain(start_leaf, first, *rest):
-    running = first
-    for leaf in rest:
-      running = BN_MOMENTUM * running + (leaf - BN_MOMENTUM * start_leaf)
-    return running
-
-  return jax.tree.map(chain, start, *updated) if updated else start
-
 
 def pointwise(x, kernels):
   """1x1 convolutions per edge: x [1|E, B, H, W, Cin], kernels [E, Cin, Cout]."""

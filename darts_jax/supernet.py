@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from darts_jax import batch_norm
 from darts_jax import conv
 from darts_jax import initializers
 from darts_jax import genotypes
@@ -65,7 +66,7 @@ class ReLUConvBN(nn.Module):
     kernel = self.param('kernel', initializers.torch_default_over(1),
                         (1, x.shape[-1], self.channels))
     y = search_ops.pointwise(nn.relu(x)[None], kernel)
-    return search_ops.BatchNorm(self.affine)(y, train)[0]
+    return batch_norm.BatchNorm(self.affine)(y, train)[0]
 
 
 def edges_by_source(steps: int) -> list[tuple[int, list[int]]]:
@@ -388,7 +389,7 @@ class SearchNetwork(nn.Module):
       kernel = self.param(f'{name}_conv', initializers.torch_default,
                           (3, 3, y.shape[-1], channels))
       y = conv.conv2d(y, kernel, stride)
-      return search_ops.BatchNorm(affine=True, name=f'{name}_bn')(y[None], train)[0]
+      return batch_norm.BatchNorm(affine=True, name=f'{name}_bn')(y[None], train)[0]
 
     if self.stem == 'cifar':
       s = conv_bn(x, c, 1, 'stem')

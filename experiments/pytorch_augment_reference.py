@@ -14,7 +14,7 @@ It writes, per network (cifar: C=8, 5 cells, auxiliary head, 32x32; imagenet: C=
 cells, 64x64), a random network's state dict with random running statistics
 (`torch_<network>_state.npz`) and its outputs on a random batch
 (`torch_<network>_outputs.npz`: input NHWC, eval-mode logits, train-mode logits and
-auxiliary logits).
+auxiliary logits, the running statistics after the train-mode forward).
 """
 
 import argparse
@@ -229,6 +229,9 @@ def write_fixture(network, c, layers, auxiliary, size, out_dir, seed=0):
   outputs = {'input': x.permute(0, 2, 3, 1).numpy(), 'eval_logits': eval_logits.numpy(),
              'train_logits': train_logits.numpy(), 'genotype': np.array(GENOTYPE_TEXT),
              'init_channels': c, 'layers': layers, 'auxiliary': auxiliary}
+  # The running statistics after the train-mode forward (momentum 0.1, unbiased variance).
+  outputs.update({f'after_train/{k}': v.numpy() for k, v in model.state_dict().items()
+                  if k.endswith(('running_mean', 'running_var'))})
   if train_aux is not None:
     outputs['train_aux_logits'] = train_aux.numpy()
   np.savez_compressed(os.path.join(out_dir, f'torch_{network}_outputs.npz'), **outputs)

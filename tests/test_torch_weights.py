@@ -42,13 +42,20 @@ def test_outputs_equal_the_pytorch_networks(network):
   model, variables = torch_weights.import_weights(model_config, genotype, 10, x.shape[1:],
                                                   state)
   logits, _ = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
-  (train_logits, aux_logits), _ = jax.jit(lambda v, x: model.apply(
+  (train_logits, aux_logits), updates = jax.jit(lambda v, x: model.apply(
       v, x, train=True, mutable=['batch_stats']))(variables, x)
   scale = float(np.max(np.abs(outputs['eval_logits'])))
   np.testing.assert_allclose(logits, outputs['eval_logits'], atol=1e-5 * scale)
   np.testing.assert_allclose(train_logits, outputs['train_logits'], atol=1e-5 * scale)
   if model_config.auxiliary:
     np.testing.assert_allclose(aux_logits, outputs['train_aux_logits'], atol=1e-5)
+  # The running statistics move as PyTorch's: momentum 0.1, the unbiased batch variance.
+  after = dict(state, **{k.removeprefix('after_train/'): v for k, v in outputs.items()
+                         if k.startswith('after_train/')})
+  _, torch_after = torch_weights.import_weights(model_config, genotype, 10, x.shape[1:], after)
+  flat = lambda tree: np.concatenate([np.ravel(v) for v in jax.tree.leaves(tree)])
+  np.testing.assert_allclose(flat(updates['batch_stats']), flat(torch_after['batch_stats']),
+                             rtol=1e-5, atol=1e-6)
   # Every tensor was used: the network holds as many weights as the state dict.
   count = lambda tree: sum(np.size(x) for x in jax.tree.leaves(tree))
   assert count(variables) == sum(np.size(v) for k, v in state.items()
