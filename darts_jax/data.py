@@ -62,9 +62,10 @@ class DatasetInfo:
 _INFOS: dict[str, DatasetInfo] = {
     'digits': DatasetInfo('digits', 10, (8, 8, 1), (0.3053,), (0.3759,),
                           1437, 360),
+    # The DARTS code's CIFAR_MEAN and CIFAR_STD (its `cnn/utils.py`).
     'cifar10': DatasetInfo('cifar10', 10, (32, 32, 3),
-                           (0.4914, 0.4822, 0.4465),
-                           (0.2470, 0.2435, 0.2616), 50000, 10000),
+                           (0.49139968, 0.48215827, 0.44653124),
+                           (0.24703233, 0.24348505, 0.26158768), 50000, 10000),
     'cifar100': DatasetInfo('cifar100', 100, (32, 32, 3),
                             (0.5071, 0.4865, 0.4409),
                             (0.2673, 0.2564, 0.2762), 50000, 10000),

@@ -14,7 +14,8 @@ It writes, per network (cifar: C=8, 5 cells, auxiliary head, 32x32; imagenet: C=
 cells, 64x64), a random network's state dict with random running statistics
 (`torch_<network>_state.npz`) and its outputs on a random batch
 (`torch_<network>_outputs.npz`: input NHWC, eval-mode logits, train-mode logits and
-auxiliary logits, the running statistics after the train-mode forward).
+auxiliary logits, the running statistics after the train-mode forward), and one SGD
+step of the CIFAR network on a random batch (`torch_cifar_step.npz`).
 """
 
 import argparse
@@ -238,6 +239,40 @@ def write_fixture(network, c, layers, auxiliary, size, out_dir, seed=0):
   print(network, sum(v.size for v in state.values()), 'state values')
 
 
+CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)  # The DARTS code's `cnn/utils.py`.
+CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
+# Left out of the step fixture: 1.5 MB of the 2 MB (the auxiliary head's 2x2 conv to 768).
+STEP_FIXTURE_SKIPS = ('auxiliary_head.features.5.weight',)
+
+
+def write_step_fixture(out_dir, seed=1):
+  """One training step of the DARTS code's CIFAR recipe (`cnn/train.py` at epoch 0: drop
+  path 0, no augmentation here): loss + 0.4 * auxiliary loss, gradient norm clipped at 5,
+  SGD lr 0.025, momentum 0.9, weight decay 3e-4 on every parameter."""
+  torch.manual_seed(seed)
+  model = Network('cifar', 8, 10, 5, True)
+  start = np.load(os.path.join(out_dir, 'torch_cifar_state.npz'))
+  model.load_state_dict({k: torch.from_numpy(start[k]) for k in start.files})
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+  labels = rng.integers(0, 10, 8).astype(np.int64)
+  x = (torch.from_numpy(images).float() / 255 - torch.tensor(CIFAR_MEAN)) / torch.tensor(CIFAR_STD)
+  x = x.permute(0, 3, 1, 2).contiguous()
+  y = torch.from_numpy(labels)
+  optimizer = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
+  model.train()
+  logits, aux = model(x)
+  loss = nn.functional.cross_entropy(logits, y) + 0.4 * nn.functional.cross_entropy(aux, y)
+  loss.backward()
+  nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+  optimizer.step()
+  after = {f'after_step/{k}': v.numpy() for k, v in model.state_dict().items()
+           if k not in STEP_FIXTURE_SKIPS and not k.endswith('num_batches_tracked')}
+  np.savez_compressed(os.path.join(out_dir, 'torch_cifar_step.npz'), image=images,
+                      label=labels.astype(np.int32), loss=loss.item(), **after)
+  print('step: loss', loss.item())
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--out_dir', default='tests/data')
@@ -245,6 +280,7 @@ def main():
   os.makedirs(args.out_dir, exist_ok=True)
   write_fixture('cifar', 8, 5, True, 32, args.out_dir)
   write_fixture('imagenet', 8, 4, False, 64, args.out_dir)
+  write_step_fixture(args.out_dir)
 
 
 if __name__ == '__main__':

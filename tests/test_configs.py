@@ -13,7 +13,8 @@ from darts_jax import search
 from darts_jax.errors import UserError
 
 EXPERIMENTS = os.path.join(os.path.dirname(__file__), '..', 'experiments')
-NOT_CONFIGS = ('benchmark.py', 'pytorch_reference.py', 'render_report.py')
+NOT_CONFIGS = ('benchmark.py', 'pytorch_augment_reference.py', 'pytorch_reference.py',
+               'render_report.py')
 CONFIG_FILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(EXPERIMENTS, '*.py'))
                       if os.path.basename(p) not in NOT_CONFIGS)
 

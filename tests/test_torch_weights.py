@@ -8,16 +8,21 @@ running statistics, every DARTS op in both cell types, and its outputs on a rand
 import importlib.util
 import os
 
+from flax import traverse_util
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from darts_jax import augment
 from darts_jax import augment_net
 from darts_jax import augmentation
 from darts_jax import configs
 from darts_jax import data
+from darts_jax import initializers
+from darts_jax import parallel
 from darts_jax import torch_weights
 from darts_jax.errors import UserError
 
@@ -122,3 +127,45 @@ def test_evaluate_reports_the_test_split_accuracy(tmp_path):
   with np.load(out) as written:
     np.testing.assert_array_equal(written['params/classifier/kernel'],
                                   state['classifier.weight'].T)
+
+
+def test_one_training_step_equals_the_pytorch_recipes():
+  """augment.make_train_step against one step of the DARTS code's CIFAR training from the
+  same weights (epoch 0, no augmentation): loss + 0.4 * auxiliary loss, gradient norm
+  clipped at 5, SGD with momentum and weight decay on every parameter. The loss, every
+  weight's change and every running statistic after the step."""
+  model_config, genotype, state_dict, _ = _fixture('cifar')
+  torch_step = dict(np.load(os.path.join(DATA, 'torch_cifar_step.npz')))
+  config = configs.augment_config()
+  config.model.update(model_config)
+  config.model.auxiliary_weight = 0.4
+  config.train.update(crop_padding=0, cutout=0, lr=0.025, momentum=0.9, weight_decay=3e-4,
+                      grad_clip=5.0, label_smoothing=0.0, nesterov=False)
+  info = data.get_info('cifar10')
+  model, variables = torch_weights.import_weights(config.model, genotype, 10,
+                                                  info.image_shape, state_dict)
+  state = {'step': jnp.zeros((), jnp.int32), 'params': variables['params'],
+           'batch_stats': variables['batch_stats'],
+           'momentum': initializers.zeros_like(variables['params'])}
+  # Compiled as the trainer compiles it (parallel.jit: XLA:CPU's options of
+  # parallel.compiler_options). XLA:CPU's default pipeline computes this step's
+  # conv_7x1_1x7 gradients 0.6% off (BUILD_NOTES.md, twenty-second session).
+  new_state, step_metrics = parallel.jit(augment.make_train_step(model, config, info, 10))(
+      state, {'image': torch_step['image'], 'label': torch_step['label']})
+  np.testing.assert_allclose(step_metrics['train_loss'], torch_step['loss'], rtol=1e-5)
+
+  after = dict(state_dict, **{k.removeprefix('after_step/'): v for k, v in torch_step.items()
+                              if k.startswith('after_step/')})
+  _, expected = torch_weights.import_weights(config.model, genotype, 10, info.image_shape,
+                                             after)
+  flat = lambda tree: traverse_util.flatten_dict(tree, sep='/')
+  before, ours, theirs = (flat(t['params']) for t in (variables, new_state, expected))
+  del before['auxiliary_head/Conv_1/kernel']  # Not in the fixture (its size).
+  changes = {k: (np.asarray(ours[k]) - v, theirs[k] - v) for k, v in before.items()}
+  largest = max(float(np.max(np.abs(t))) for _, t in changes.values())
+  for name, (ours_change, their_change) in changes.items():
+    np.testing.assert_allclose(ours_change, their_change, atol=1e-4 * largest, err_msg=name)
+  np.testing.assert_allclose(
+      np.concatenate([np.ravel(v) for v in flat(new_state['batch_stats']).values()]),
+      np.concatenate([np.ravel(v) for v in flat(expected['batch_stats']).values()]),
+      rtol=1e-5, atol=1e-6)
