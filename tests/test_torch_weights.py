@@ -148,8 +148,8 @@ def test_one_training_step_equals_the_pytorch_recipes():
            'batch_stats': variables['batch_stats'],
            'momentum': initializers.zeros_like(variables['params'])}
   # Compiled as the trainer compiles it. The fixture's batch keeps every ReLU input
-  # >= 4.9e-6 from 0, so float32 rounding cannot switch a ReLU's gradient on or off
-  # (experiments/pytorch_augment_reference.py: STEP_FIXTURE_SEED).
+  # >= 4.9e-6 from 0, far outside float32 rounding, so no ReLU's gradient switches on or
+  # off between PyTorch and XLA (experiments/pytorch_augment_reference.py).
   new_state, step_metrics = parallel.jit(augment.make_train_step(model, config, info, 10))(
       state, {'image': torch_step['image'], 'label': torch_step['label']})
   np.testing.assert_allclose(step_metrics['train_loss'], torch_step['loss'], rtol=1e-5)
