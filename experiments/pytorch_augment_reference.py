@@ -19,6 +19,7 @@ step of the CIFAR network on a random batch (`torch_cifar_step.npz`).
 """
 
 import argparse
+import contextlib
 import os
 
 import numpy as np
@@ -253,18 +254,18 @@ STEP_FIXTURE_SKIPS = ('auxiliary_head.features.5.weight',)
 STEP_FIXTURE_SEED = 59
 
 
-def relu_input_margin(model, x) -> float:
-  """The smallest |input| of any ReLU in the train-mode forward of `model` on `x`."""
+@contextlib.contextmanager
+def smallest_relu_inputs(model):
+  """Collects the smallest |input| of each ReLU call of `model` while inside."""
   smallest = []
   hooks = [m.register_forward_pre_hook(
       lambda _, inputs: smallest.append(float(inputs[0].detach().abs().min())))
            for m in model.modules() if isinstance(m, nn.ReLU)]
-  model.train()
-  with torch.no_grad():
-    model(x)
-  for hook in hooks:
-    hook.remove()
-  return min(smallest)
+  try:
+    yield smallest
+  finally:
+    for hook in hooks:
+      hook.remove()
 
 
 def write_step_fixture(out_dir, seed=STEP_FIXTURE_SEED):
@@ -281,11 +282,11 @@ def write_step_fixture(out_dir, seed=STEP_FIXTURE_SEED):
   x = (torch.from_numpy(images).float() / 255 - torch.tensor(CIFAR_MEAN)) / torch.tensor(CIFAR_STD)
   x = x.permute(0, 3, 1, 2).contiguous()
   y = torch.from_numpy(labels)
-  margin = relu_input_margin(model, x)  # Before the step's forward: it moves the BN stats.
-  model.load_state_dict({k: torch.from_numpy(start[k]) for k in start.files})
   optimizer = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
   model.train()
-  logits, aux = model(x)
+  with smallest_relu_inputs(model) as smallest:
+    logits, aux = model(x)
+  margin = min(smallest)
   loss = nn.functional.cross_entropy(logits, y) + 0.4 * nn.functional.cross_entropy(aux, y)
   loss.backward()
   nn.utils.clip_grad_norm_(model.parameters(), 5.0)
