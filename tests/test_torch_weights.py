@@ -147,9 +147,12 @@ def test_one_training_step_equals_the_pytorch_recipes():
   state = {'step': jnp.zeros((), jnp.int32), 'params': variables['params'],
            'batch_stats': variables['batch_stats'],
            'momentum': initializers.zeros_like(variables['params'])}
-  # Compiled as the trainer compiles it. The fixture's batch keeps every ReLU input
-  # >= 4.9e-6 from 0, far outside float32 rounding, so no ReLU's gradient switches on or
-  # off between PyTorch and XLA (experiments/pytorch_augment_reference.py).
+  # The fixture's batch keeps every ReLU input and every max pool's top-two gap well outside
+  # float32 rounding, so no ReLU's gradient switches on or off and no pool's gradient moves
+  # to another element between PyTorch and XLA (experiments/pytorch_augment_reference.py).
+  assert torch_step['relu_input_margin'] > 16 * np.finfo(np.float32).eps
+  assert torch_step['max_pool_gap_ulps'] > 16
+  # Compiled as the trainer compiles it.
   new_state, step_metrics = parallel.jit(augment.make_train_step(model, config, info, 10))(
       state, {'image': torch_step['image'], 'label': torch_step['label']})
   np.testing.assert_allclose(step_metrics['train_loss'], torch_step['loss'], rtol=1e-5)
