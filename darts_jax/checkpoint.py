@@ -97,16 +97,19 @@ def saved_steps(workdir) -> list:
 
 
 def save(workdir, state, step: int, steps_per_epoch: int, keep: int = KEEP,
-         epoch_step_metrics=()):
+         epoch_step_metrics=(), data_split: str = ''):
   """Saves the state after `step` steps (synchronously) and prunes to the last `keep`.
 
   Every process calls it (orbax writes from the primary one). `epoch_step_metrics`:
-  one dict of float scalars per step of the epoch so far (kept in the meta JSON).
+  one dict of float scalars per step of the epoch so far (kept in the meta JSON);
+  `data_split`: a fingerprint of the run's data split (a search's), checked on resume.
   """
   epoch, step_in_epoch = divmod(int(step), steps_per_epoch)
   meta = {'step': int(step), 'epoch': epoch, 'step_in_epoch': step_in_epoch,
           'steps_per_epoch': steps_per_epoch,
           'epoch_step_metrics': [dict(m) for m in epoch_step_metrics]}
+  if data_split:
+    meta['data_split'] = data_split
   with _manager(workdir, keep) as manager:
     if step in manager.all_steps():  # Saving the same step again replaces it.
       manager.delete(step)
@@ -188,6 +191,21 @@ def check_resumable(meta, steps_per_epoch: int, workdir) -> None:
         f'epoch and this config gives {steps_per_epoch}: resume with the batch size, '
         'max_steps_per_epoch, train_portion, search_subset and dataset the run started with, '
         'or pass a new --workdir')
+
+
+def check_same_data_split(meta, data_split: str, workdir, unrecorded: str) -> None:
+  """Raises UserError when the restored checkpoint was written on another data split.
+
+  `unrecorded`: the split of checkpoints written before splits were recorded (then a
+  search always split at random).
+  """
+  if meta and meta.get('data_split', unrecorded) != data_split:
+    raise UserError(
+        f'the checkpoints in {checkpoint_dir(workdir)} were written on another '
+        'search-train / search-val split: resume with the seed, data and '
+        'config.dataset settings (search_split, train_portion, search_subset) the run '
+        'started with (checkpoints from before config.dataset.search_split existed: '
+        'search_split="random"), or pass a new --workdir')
 
 
 def truncate_jsonl(path, max_epoch: int):

@@ -16,10 +16,15 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   config.seed = 2
   # data_dir '': $TFDS_DATA_DIR or ~/tensorflow_datasets (a string, so that
   # --config.dataset.data_dir=... can override it; ml_collections refuses None fields).
-  # The search samples `search_subset` of the train split (PC-DARTS on ImageNet: 0.125)
-  # and divides it into search-train (`train_portion`) and search-val. An epoch is one
-  # pass over search-train; a smaller search-val is cycled.
-  config.dataset = dict(name='cifar10', data_dir='', train_portion=0.5, search_subset=1.0)
+  # The search divides the train split into search-train and search-val
+  # (`search_split`): 'ordered', as the DARTS code (and pt.darts, PC-DARTS, DrNAS,
+  # NNI), takes the first `train_portion` of the official files' order and the rest;
+  # 'random' a seeded random `train_portion` of a random `search_subset` (PC-DARTS on
+  # ImageNet: 0.125) and the rest of it; a path reads a split file (AutoDL-Projects'
+  # NAS-Bench-201 `cifar-split.txt`, see data.file_split). An epoch is one pass over
+  # search-train; a smaller search-val is cycled.
+  config.dataset = dict(name='cifar10', data_dir='', search_split='ordered', train_portion=0.5,
+                        search_subset=1.0)
   config.search_space = dict(primitives=tuple(genotypes.PRIMITIVES), steps=4, multiplier=4,
                              name='darts',  # Or 'nb201' (darts_jax/nb201.py).
                              benchmark_path='', benchmark_dataset='cifar10')  # nb201 only.

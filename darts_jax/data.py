@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
+import json
 import os
 import queue
 import tarfile
@@ -122,6 +124,9 @@ class ArraySource:
     indices = np.asarray(indices)
     return self.images[indices], self.labels[indices]
 
+  def official_positions(self) -> np.ndarray:
+    return np.arange(len(self))  # Kept in the distribution's order.
+
 
 def _get_examples(data_source: Any, indices: np.ndarray) -> Sequence[dict]:
   """Examples at `indices`, batched through `__getitems__` when it works."""
@@ -138,6 +143,9 @@ def _get_examples(data_source: Any, indices: np.ndarray) -> Sequence[dict]:
 class TfdsSource:
   """A source over a tfds data source of fixed-shape images."""
   data_source: Any  # tfds ArrayRecordDataSource (or anything alike).
+  # The project's builders write the records in the official files' order; tfds's
+  # own builders shuffle them.
+  in_official_order: bool = False
 
   def __len__(self) -> int:
     return len(self.data_source)
@@ -145,6 +153,26 @@ class TfdsSource:
   def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     examples = _get_examples(self.data_source, indices)
     return _stack(examples)
+
+  def official_positions(self) -> np.ndarray | None:
+    """Each record's position in the official files, from tfds's 'id' feature
+    ('train_00042': 42; tfds's CIFAR builders) when the records are shuffled."""
+    if self.in_official_order:
+      return np.arange(len(self))
+    positions = []
+    for start in range(0, len(self), 1024):
+      for example in _get_examples(self.data_source,
+                                   np.arange(start, min(start + 1024, len(self)))):
+        record_id = example.get('id')
+        if record_id is None:
+          return None
+        if isinstance(record_id, bytes):
+          record_id = record_id.decode()
+        try:
+          positions.append(int(str(record_id).rsplit('_', 1)[-1]))
+        except ValueError:  # Not tfds's 'split_index' ids (e.g. tfds's mock data).
+          return None
+    return np.asarray(positions, np.int64)
 
 
 def _stack(examples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +328,8 @@ def load_source(name: str, split: str, data_dir: str | None = None, *,
   data_dir = os.path.expanduser(os.fspath(data_dir or default_data_dir()))
   tfds_split = 'validation' if (name == 'imagenet2012' and
                                 split == 'test') else split
-  data_source, std_error = _standard_data_source(name, tfds_split, data_dir)
+  std_source, std_error = _standard_data_source(name, tfds_split, data_dir)
+  data_source = std_source
   if data_source is None and name != 'imagenet2012':
     data_source = _project_data_source(name, split, data_dir, download,
                                        std_error)
@@ -315,7 +344,7 @@ def load_source(name: str, split: str, data_dir: str | None = None, *,
   if name == 'imagenet2012':
     return ImageNetSource(data_source, train=split == 'train', seed=seed,
                           color_jitter=tuple(color_jitter))
-  return TfdsSource(data_source)
+  return TfdsSource(data_source, in_official_order=std_source is None)
 
 
 def _load_digits(split: str) -> ArraySource:
@@ -385,9 +414,9 @@ def _project_data_source(name: str, split: str, data_dir: str, download: bool,
 # Index arithmetic.
 
 
-def search_split(num_examples: int, train_portion: float = 0.5,
-                 seed: int = 0, subset: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-  """DARTS's split of the train set into search-train and search-val.
+def search_split_random(num_examples: int, train_portion: float = 0.5,
+                        seed: int = 0, subset: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+  """A seeded random split of the train set into search-train and search-val.
 
   Returns two disjoint sorted int64 index arrays: of the first
   m = floor(subset * num_examples) entries of a permutation seeded by `seed`,
@@ -406,6 +435,123 @@ def search_split(num_examples: int, train_portion: float = 0.5,
                     f'train_portion={train_portion}: a part would be empty')
   perm = np.random.default_rng(seed).permutation(num_examples)[:num_used]
   return np.sort(perm[:num_train]), np.sort(perm[num_train:])
+
+
+# config.dataset.search_split: how the train split is divided for a search.
+SEARCH_SPLITS: tuple[str, ...] = ('ordered', 'random')
+
+
+def check_search_split(search_split: str, subset: float = 1.0) -> None:
+  """Raises UserError unless `search_split` is one of SEARCH_SPLITS or a split file."""
+  if not isinstance(search_split, str) or not search_split:
+    raise UserError(f'config.dataset.search_split must be "ordered", "random" or the path '
+                    f'of a split file, got {search_split!r}')
+  if search_split == 'random':
+    return
+  if search_split not in SEARCH_SPLITS and not os.path.isfile(os.path.expanduser(search_split)):
+    raise UserError(f'config.dataset.search_split {search_split!r} is neither "ordered", '
+                    f'"random" nor a file; pass one of those or the path of a split file')
+  if subset != 1.0:
+    raise UserError(f'config.dataset.search_subset {subset} samples the train split at '
+                    f'random: set config.dataset.search_split="random" with it')
+
+
+def ordered_split(positions: np.ndarray,
+                  train_portion: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+  """The DARTS code's split: search-train is the first floor(train_portion * n)
+  examples of the train set in the official files' order, search-val the rest.
+
+  `positions[i]` is source record i's position in that order (a permutation of
+  range(n)); returns sorted source indices.
+  """
+  positions = _checked_positions(positions)
+  if not 0.0 < train_portion < 1.0:
+    raise UserError(f'train_portion must be in (0, 1), got {train_portion}')
+  num_train = int(np.floor(train_portion * len(positions)))
+  if num_train < 1 or num_train >= len(positions):
+    raise UserError(f'cannot split {len(positions)} examples with '
+                    f'train_portion={train_portion}: a part would be empty')
+  return (np.flatnonzero(positions < num_train).astype(np.int64),
+          np.flatnonzero(positions >= num_train).astype(np.int64))
+
+
+def file_split(positions: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray]:
+  """Search-train and search-val from a split file, as sorted source indices.
+
+  The file is JSON with the train set's positions (official order) of each part:
+  AutoDL-Projects' NAS-Bench-201 files (`cifar-split.txt`: {"train": ["int",
+  ["0", "5", ...]], "valid": ["int", [...]]}) or plain {"train": [0, 5, ...],
+  "valid": [...]}.
+  """
+  positions = _checked_positions(positions)
+  path = os.path.expanduser(path)
+  try:
+    with open(path, encoding='utf-8') as f:
+      parts = json.load(f)
+    wanted = [_split_file_part(parts, key) for key in ('train', 'valid')]
+  except (OSError, ValueError, TypeError, KeyError) as e:
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise UserError(f'cannot read the split file {path} ({reason}); it must be JSON with '
+                    f'"train" and "valid" lists of train-set positions') from e
+  n = len(positions)
+  for key, part in zip(('train', 'valid'), wanted):
+    if not part.size or part.min() < 0 or part.max() >= n:
+      raise UserError(f'the split file {path}\'s "{key}" part is empty or has positions '
+                      f'outside 0..{n - 1}: it was written for another data set')
+  if np.intersect1d(*wanted).size:
+    raise UserError(f'the split file {path}\'s "train" and "valid" parts overlap; pass a '
+                    f'file whose parts are disjoint')
+  record_at = np.empty(n, np.int64)
+  record_at[positions] = np.arange(n)
+  return tuple(np.sort(record_at[part]) for part in wanted)
+
+
+def _split_file_part(parts: dict, key: str) -> np.ndarray:
+  part = parts[key]
+  if (isinstance(part, list) and len(part) == 2 and isinstance(part[0], str)
+      and isinstance(part[1], list)):
+    part = part[1]  # AutoDL's typed form: ["int", [values as strings]].
+  values = np.asarray([int(v) for v in part], np.int64)
+  if np.unique(values).size != values.size:
+    raise ValueError(f'"{key}" lists a position twice')
+  return values
+
+
+def _checked_positions(positions) -> np.ndarray:
+  positions = np.asarray(positions, np.int64)
+  if not np.array_equal(np.sort(positions), np.arange(len(positions))):
+    raise UserError('the data source\'s record positions are not a permutation of its '
+                    'records; rebuild the data set, or use config.dataset.search_split='
+                    '"random"')
+  return positions
+
+
+def search_indices(source: Source, search_split: str, train_portion: float, seed: int,
+                   subset: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+  """Search-train and search-val indices of `source` by config.dataset.search_split:
+  "ordered" (the DARTS code's split, `ordered_split`), "random" (`search_split`)
+  or a split file (`file_split`)."""
+  check_search_split(search_split, subset)
+  if search_split == 'random':
+    return search_split_random(len(source), train_portion, seed, subset)
+  positions = getattr(source, 'official_positions', lambda: None)()
+  if positions is None:
+    raise UserError('this data set\'s records do not say their position in the official '
+                    f'files, which config.dataset.search_split={search_split!r} needs: use '
+                    'config.dataset.search_split="random", or prepare the data set with '
+                    'this project\'s builder (a data_dir without tfds\'s own copy)')
+  if search_split == 'ordered':
+    return ordered_split(positions, train_portion)
+  return file_split(positions, search_split)
+
+
+def split_digest(*parts: np.ndarray) -> str:
+  """A short fingerprint of index arrays (a resumed search checks it is on the same split)."""
+  digest = hashlib.sha256()
+  for part in parts:
+    digest.update(np.asarray(part, np.int64).tobytes())
+    digest.update(b'|')
+  return digest.hexdigest()[:16]
 
 
 def epoch_batches(indices: np.ndarray, batch_size: int, seed: int, epoch: int,

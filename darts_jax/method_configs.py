@@ -116,6 +116,7 @@ def search_imagenet(arg: str = '') -> ml_collections.ConfigDict:
   config = configs.search_config('first')
   _method(config, 'pc_darts')
   config.dataset.name = 'imagenet2012'
+  config.dataset.search_split = 'random'  # A random sample of ImageNet, not its head.
   config.dataset.search_subset, config.dataset.train_portion = 0.125, 0.8
   config.model.stem = 'imagenet'
   config.method.partial_channels = 2

@@ -119,8 +119,9 @@ class StepGuard:
   """
 
   def __init__(self, workdir, steps_per_epoch: int, every_steps: int, keep: int,
-               stop_request: StopRequest, hint: str):
+               stop_request: StopRequest, hint: str, data_split: str = ''):
     self.workdir = workdir
+    self.data_split = data_split  # Saved with each checkpoint (checkpoint.save).
     self.steps_per_epoch = steps_per_epoch
     self.every_steps = every_steps
     self.keep = keep
@@ -150,7 +151,7 @@ class StepGuard:
     self.check_finite()
     mid_epoch = epoch_metrics is not None and step % self.steps_per_epoch
     checkpoint.save(self.workdir, state, step, self.steps_per_epoch, self.keep,
-                    epoch_metrics.host() if mid_epoch else ())
+                    epoch_metrics.host() if mid_epoch else (), self.data_split)
     self.last_saved_step = step
 
   def after_step(self, state, step: int, epoch_metrics: EpochMetrics) -> bool:

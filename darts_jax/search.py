@@ -401,6 +401,7 @@ def check_config(config, info: data.DatasetInfo, num_devices: int, process_count
   subset = config.dataset.get('search_subset', 1.0)
   if not 0.0 < subset <= 1.0:
     raise UserError(f'config.dataset.search_subset must be in (0, 1], got {subset}')
+  data.check_search_split(config.dataset.get('search_split', 'ordered'), subset)
   check_image_size(info, supernet.stem_strides(stem)
                    + len(supernet.reduction_layers(config.model.layers)), config.model.layers)
 
@@ -452,9 +453,9 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # search-val. An epoch is one pass over search-train; a smaller search-val is cycled.
   source = data.load_source(config.dataset.name, 'train', config.dataset.data_dir,
                             seed=config.seed)
-  train_idx, val_idx = data.search_split(len(source), config.dataset.train_portion,
-                                         config.seed,
-                                         subset=config.dataset.get('search_subset', 1.0))
+  train_idx, val_idx = data.search_indices(source, config.dataset.get('search_split', 'ordered'),
+                                           config.dataset.train_portion, config.seed,
+                                           subset=config.dataset.get('search_subset', 1.0))
   batch = config.train.batch_size
   steps_per_epoch = len(train_idx) // batch
   if min(len(train_idx), len(val_idx)) < batch:
@@ -472,6 +473,11 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = parallel.replicate(state, mesh)
   state, meta = checkpoint.restore_latest(workdir, state)
   checkpoint.check_resumable(meta, steps_per_epoch, workdir)
+  data_split = data.split_digest(train_idx, val_idx)
+  if meta:
+    checkpoint.check_same_data_split(meta, data_split, workdir, unrecorded=data.split_digest(
+        *data.search_split_random(len(source), config.dataset.train_portion, config.seed,
+                                  config.dataset.get('search_subset', 1.0))))
   start_step = int(jax.device_get(state['step']))
   start_epoch, start_offset = divmod(start_step, steps_per_epoch)
   if meta:
@@ -496,7 +502,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with preemption.stop_on_sigterm() as stop_request:
     guard = preemption.StepGuard(
         workdir, steps_per_epoch, checkpoint_every, checkpoints_to_keep, stop_request,
-        hint='lower config.train.lr or config.arch.lr')
+        hint='lower config.train.lr or config.arch.lr', data_split=data_split)
     guard.last_saved_step = start_step if meta else None
     step = start_step
     for epoch in range(start_epoch, end_epoch):

@@ -82,34 +82,37 @@ def _cifar_records(
   """Yields (key, example) from CIFAR binary files inside a .tar.gz."""
   record_len = label_bytes + _CIFAR_RECORD_PIXELS
   wanted = {prefix + n: n for n in names}
-  found = set()
+  contents = {}
   with tarfile.open(archive, 'r:gz') as tar:
     for member in tar:
       name = wanted.get(member.name)
-      if name is None:
-        continue
-      found.add(name)
-      data = np.frombuffer(tar.extractfile(member).read(), np.uint8)
-      if data.size % record_len:
-        raise ValueError(f'{archive}:{member.name} is not a CIFAR binary file '
-                         f'(size {data.size} not a multiple of {record_len})')
-      records = data.reshape(-1, record_len)
-      labels = records[:, label_offset].astype(np.int64)
-      images = records[:, label_bytes:].reshape(-1, 3, 32, 32)
-      images = images.transpose(0, 2, 3, 1)
-      for i in range(len(records)):
-        yield f'{name}_{i}', {'image': images[i], 'label': labels[i]}
-  missing = sorted(set(names) - found)
+      if name is not None:
+        contents[name] = np.frombuffer(tar.extractfile(member).read(), np.uint8)
+  missing = [n for n in names if n not in contents]
   if missing:
     raise ValueError(f'{archive} lacks {prefix}{missing[0]}: not the official '
                      'CIFAR binary archive')
+  # In the order of `names` (the official order), whatever the archive's member order.
+  for name in names:
+    data = contents.pop(name)
+    if data.size % record_len:
+      raise ValueError(f'{archive}:{prefix}{name} is not a CIFAR binary file '
+                       f'(size {data.size} not a multiple of {record_len})')
+    records = data.reshape(-1, record_len)
+    labels = records[:, label_offset].astype(np.int64)
+    images = records[:, label_bytes:].reshape(-1, 3, 32, 32)
+    images = images.transpose(0, 2, 3, 1)
+    for i in range(len(records)):
+      yield f'{name}_{i}', {'image': images[i], 'label': labels[i]}
 
 
 class _CifarBase(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Shared CIFAR logic; subclasses set the class attributes below."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Generated from the official binary archive.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Generated from the official binary archive.',
+                   '1.1.0': 'Records in the official order (no shuffling), so a search can '
+                            'split them as the DARTS code does.'}
   NUM_CLASSES: int
   ARCHIVE: ArchiveSpec
   PREFIX: str
@@ -129,6 +132,7 @@ class _CifarBase(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             'label': tfds.features.Tensor(shape=(), dtype=np.int64),
         }),
         supervised_keys=('image', 'label'),
+        disable_shuffling=True,
         homepage=_CIFAR_HOMEPAGE,
     )
 
@@ -189,8 +193,10 @@ def _read_idx(path: str, magic: int) -> np.ndarray:
 class _MnistBase(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Shared (Fashion-)MNIST logic from the four idx `.gz` files."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Generated from the official idx files.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Generated from the official idx files.',
+                   '1.1.0': 'Records in the official order (no shuffling), so a search can '
+                            'split them as the DARTS code does.'}
   ARCHIVE: ArchiveSpec
   HOMEPAGE: str
 
@@ -205,6 +211,7 @@ class _MnistBase(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             'label': tfds.features.Tensor(shape=(), dtype=np.int64),
         }),
         supervised_keys=('image', 'label'),
+        disable_shuffling=True,
         homepage=self.HOMEPAGE,
     )
 

@@ -10,10 +10,13 @@ Commands (the argument is the method, optionally `,tiny`):
   python -m darts_jax.main --config=experiments/search_nb201.py:gdas,tiny --workdir=/tmp/nb201_t
   # With the benchmark file and `pip install nas-bench-201` (or nats_bench):
   ... --config.search_space.benchmark_path=/data/NAS-Bench-201-v1_1-096897.pth
+  # AutoDL-Projects' own 25k/25k split (configs/nas-benchmark/cifar-split.txt):
+  ... --config.dataset.search_split=/data/cifar-split.txt
 
 Space: 5 ops (none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3), 4-node
 cell (6 edges), stem 3x3 conv C=16, 5 cells, ResNet block, 5 cells at 2C, ResNet
-block, 5 cells at 4C, BN-ReLU-GAP-linear. CIFAR-10 train split halved 25k/25k.
+block, 5 cells at 4C, BN-ReLU-GAP-linear. CIFAR-10 train split halved 25k/25k (the
+first and second half of the official files' order unless a split file is given).
 Settings (NAS-Bench-201's own configs, sources in darts_jax/method_configs.py): batch
 64, SGD lr 0.025 cosine to 0.001, Nesterov momentum 0.9, weight decay 5e-4, the weight
 step before the alpha step (AutoDL's search loops); alphas Adam 3e-4 (0.5, 0.999),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import tarfile
 
@@ -67,12 +68,12 @@ def test_cifar_from_manual_archive(tmp_path, cifar100):
     images, labels = source.get(np.arange(len(source)))
     assert images.shape == (len(raw), 32, 32, 3) and images.dtype == np.uint8
     assert labels.dtype == np.int32
-    # Channel-major (R, G, B planes) bytes -> HWC; tfds shuffles the order.
-    want = {raw[i, label_bytes:].tobytes(): int(raw[i, label_bytes - 1])
-            for i in range(len(raw))}
-    got = {images[i].transpose(2, 0, 1).tobytes(): int(labels[i])
-           for i in range(len(images))}
-    assert got == want
+    # Channel-major (R, G, B planes) bytes -> HWC, in the official files' order
+    # (the project's builders do not let tfds shuffle: the DARTS split needs it).
+    np.testing.assert_array_equal(images.transpose(0, 3, 1, 2).reshape(len(raw), -1),
+                                  raw[:, label_bytes:])
+    np.testing.assert_array_equal(labels, raw[:, label_bytes - 1])
+    np.testing.assert_array_equal(source.official_positions(), np.arange(len(raw)))
   # Second load reads the prepared data (archive no longer needed).
   os.remove(os.path.join(tmp_path, 'downloads', 'manual',
                          tfds_builders.BUILDERS[name].ARCHIVE.files[0]))
@@ -216,19 +217,103 @@ def test_digits():
   np.testing.assert_array_equal(again, images[:5])
 
 
-def test_search_split():
-  a, b = data.search_split(101, 0.5, seed=3)
+def test_search_split_random():
+  a, b = data.search_split_random(101, 0.5, seed=3)
   assert len(a) == 50 and len(b) == 51
   assert not set(a.tolist()) & set(b.tolist())
   np.testing.assert_array_equal(np.sort(np.concatenate([a, b])),
                                 np.arange(101))
   assert (np.diff(a) > 0).all() and (np.diff(b) > 0).all()
-  a2, _ = data.search_split(101, 0.5, seed=3)
+  a2, _ = data.search_split_random(101, 0.5, seed=3)
   np.testing.assert_array_equal(a, a2)
-  a3, _ = data.search_split(101, 0.5, seed=4)
+  a3, _ = data.search_split_random(101, 0.5, seed=4)
   assert not np.array_equal(a, a3)
   with pytest.raises(UserError):
-    data.search_split(10, 1.0)
+    data.search_split_random(10, 1.0)
+
+
+def test_ordered_split_is_the_darts_codes():
+  """The DARTS code: search-train = the first floor(portion * n) of the official order."""
+  positions = np.random.default_rng(0).permutation(11)  # Record i is example positions[i].
+  train, val = data.ordered_split(positions, 0.5)
+  assert sorted(positions[train].tolist()) == [0, 1, 2, 3, 4]
+  assert sorted(positions[val].tolist()) == [5, 6, 7, 8, 9, 10]
+  assert (np.diff(train) > 0).all() and (np.diff(val) > 0).all()
+  with pytest.raises(UserError, match='not a permutation'):
+    data.ordered_split(np.array([0, 0, 1]), 0.5)
+  with pytest.raises(UserError, match='train_portion must be in'):
+    data.ordered_split(positions, 1.0)
+
+
+def _write_json(path, obj):
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump(obj, f)
+  return str(path)
+
+
+def test_file_split_reads_autodls_split_files(tmp_path):
+  positions = np.array([3, 0, 4, 1, 5, 2])  # Record i is example positions[i].
+  # AutoDL-Projects' typed form (configs/nas-benchmark/cifar-split.txt) and a plain one.
+  typed = _write_json(tmp_path / 'typed.txt', {'train': ['int', ['0', '4', '5']],
+                                                'valid': ['int', ['1', '2']]})
+  plain = _write_json(tmp_path / 'plain.json', {'train': [0, 4, 5], 'valid': [1, 2]})
+  for path in (typed, plain):
+    train, val = data.file_split(positions, path)
+    np.testing.assert_array_equal(train, [1, 2, 4])  # Records holding examples 0, 4, 5.
+    np.testing.assert_array_equal(val, [3, 5])
+  bad = {'overlap.json': ({'train': [0, 1], 'valid': [1, 2]}, 'overlap'),
+         'range.json': ({'train': [0, 9], 'valid': [1]}, 'outside 0..5'),
+         'empty.json': ({'train': [], 'valid': [1]}, 'empty'),
+         'twice.json': ({'train': [0, 0], 'valid': [1]}, 'twice'),
+         'keys.json': ({'train': [0]}, 'must be JSON with'),
+         'words.json': ({'train': ['a'], 'valid': [1]}, 'must be JSON with')}
+  for name, (content, message) in bad.items():
+    with pytest.raises(UserError, match=message):
+      data.file_split(positions, _write_json(tmp_path / name, content))
+  (tmp_path / 'text.txt').write_text('train: 0 1 2')
+  with pytest.raises(UserError, match='cannot read the split file'):
+    data.file_split(positions, str(tmp_path / 'text.txt'))
+
+
+class _RecordsWithIds:
+  """A tfds-like data source whose records carry tfds's CIFAR 'id' feature."""
+
+  def __init__(self, ids):
+    self.records = [{'image': np.full((2, 2, 1), i, np.uint8), 'label': 0, 'id': record_id}
+                    for i, record_id in enumerate(ids)]
+
+  def __len__(self):
+    return len(self.records)
+
+  def __getitems__(self, keys):
+    return [self.records[k] for k in keys]
+
+
+def test_search_indices_by_config(tmp_path):
+  digits = data.load_source('digits', 'train')
+  train, val = data.search_indices(digits, 'ordered', 0.5, seed=0)
+  np.testing.assert_array_equal(train, np.arange(718))
+  np.testing.assert_array_equal(val, np.arange(718, 1437))
+  for got, want in zip(data.search_indices(digits, 'random', 0.5, seed=3),
+                       data.search_split_random(1437, 0.5, seed=3)):
+    np.testing.assert_array_equal(got, want)
+  # tfds's own CIFAR records are shuffled; their ids give the official positions.
+  shuffled = data.TfdsSource(_RecordsWithIds([b'train_00002', b'train_00000', 'train_00003',
+                                              b'train_00001']))
+  np.testing.assert_array_equal(shuffled.official_positions(), [2, 0, 3, 1])
+  train, val = data.search_indices(shuffled, 'ordered', 0.5, seed=0)
+  np.testing.assert_array_equal(train, [1, 3])
+  split_file = _write_json(tmp_path / 'split.json', {'train': [3], 'valid': [0, 1]})
+  train, val = data.search_indices(shuffled, split_file, 0.5, seed=0)
+  np.testing.assert_array_equal(train, [2])
+  np.testing.assert_array_equal(val, [1, 3])
+  anonymous = data.TfdsSource(_RecordsWithIds(['a', 'b']))
+  with pytest.raises(UserError, match='search_split="random"'):
+    data.search_indices(anonymous, 'ordered', 0.5, seed=0)
+  with pytest.raises(UserError, match='set config.dataset.search_split="random" with it'):
+    data.search_indices(digits, 'ordered', 0.5, seed=0, subset=0.5)
+  with pytest.raises(UserError, match='neither "ordered", "random" nor a file'):
+    data.search_indices(digits, 'first_half', 0.5, seed=0)
 
 
 def test_epoch_batches():
@@ -254,16 +339,16 @@ def test_epoch_batches():
 
 def test_search_split_samples_a_subset_first():
   """PC-DARTS on ImageNet: 10% and 2.5% of the train set (subset 0.125, portion 0.8)."""
-  a, b = data.search_split(1000, 0.8, seed=3, subset=0.125)
+  a, b = data.search_split_random(1000, 0.8, seed=3, subset=0.125)
   assert len(a) == 100 and len(b) == 25
   assert not set(a.tolist()) & set(b.tolist())
   assert set(a.tolist()) | set(b.tolist()) <= set(range(1000))
   # Subset 1 is the plain split, bit for bit (existing runs and checkpoints).
-  for got, want in zip(data.search_split(101, 0.5, 3, subset=1.0),
-                       data.search_split(101, 0.5, 3)):
+  for got, want in zip(data.search_split_random(101, 0.5, 3, subset=1.0),
+                       data.search_split_random(101, 0.5, 3)):
     np.testing.assert_array_equal(got, want)
   with pytest.raises(UserError, match='search_subset must be in'):
-    data.search_split(100, 0.5, subset=0.0)
+    data.search_split_random(100, 0.5, subset=0.0)
 
 
 def test_epoch_batches_cycle_a_smaller_split():

@@ -240,7 +240,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(reference, tmp
   assert meta['step'] == TINY_STEPS - 1
   state['params'] = jax.tree.map(lambda w: w * 1e37, state['params'])
   assert all(np.all(np.isfinite(w)) for w in jax.tree.leaves(state['params']))
-  checkpoint.save(workdir, state, meta['step'], meta['steps_per_epoch'])
+  checkpoint.save(workdir, state, meta['step'], meta['steps_per_epoch'],
+                  data_split=meta['data_split'])
   good = os.path.join(checkpoint.checkpoint_dir(workdir), str(meta['step']))
   before = _tree_digest(good)
 
@@ -331,6 +332,22 @@ def test_resume_with_another_epoch_length_is_a_clear_error(tmp_path):
                      'gives 3: resume with the batch size'):
     checkpoint.check_resumable(meta, 3, workdir)
   assert checkpoint.saved_steps(workdir) == [3]
+
+
+def test_resume_on_another_data_split_is_a_clear_error(tmp_path):
+  workdir = str(tmp_path)
+  checkpoint.save(workdir, _small_state(3), 3, steps_per_epoch=2, data_split='abc')
+  _, meta = checkpoint.restore_latest(workdir, _small_state(0))
+  assert meta['data_split'] == 'abc'
+  checkpoint.check_same_data_split(meta, 'abc', workdir, unrecorded='random')
+  checkpoint.check_same_data_split(None, 'xyz', workdir, unrecorded='random')  # Nothing restored.
+  with pytest.raises(UserError, match='written on another search-train / search-val split'):
+    checkpoint.check_same_data_split(meta, 'xyz', workdir, unrecorded='abc')
+  # A checkpoint from before the split was recorded: the seeded random split's.
+  del meta['data_split']
+  checkpoint.check_same_data_split(meta, 'random', workdir, unrecorded='random')
+  with pytest.raises(UserError, match='search_split="random"'):
+    checkpoint.check_same_data_split(meta, 'ordered', workdir, unrecorded='random')
 
 
 def test_step_guard_never_saves_a_non_finite_state(tmp_path):
