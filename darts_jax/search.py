@@ -453,9 +453,9 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # search-val. An epoch is one pass over search-train; a smaller search-val is cycled.
   source = data.load_source(config.dataset.name, 'train', config.dataset.data_dir,
                             seed=config.seed)
+  subset = config.dataset.get('search_subset', 1.0)
   train_idx, val_idx = data.search_indices(source, config.dataset.get('search_split', 'ordered'),
-                                           config.dataset.train_portion, config.seed,
-                                           subset=config.dataset.get('search_subset', 1.0))
+                                           config.dataset.train_portion, config.seed, subset)
   batch = config.train.batch_size
   steps_per_epoch = len(train_idx) // batch
   if min(len(train_idx), len(val_idx)) < batch:
@@ -477,7 +477,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if meta:
     checkpoint.check_same_data_split(meta, data_split, workdir, unrecorded=data.split_digest(
         *data.search_split_random(len(source), config.dataset.train_portion, config.seed,
-                                  config.dataset.get('search_subset', 1.0))))
+                                  subset)))
   start_step = int(jax.device_get(state['step']))
   start_epoch, start_offset = divmod(start_step, steps_per_epoch)
   if meta:
