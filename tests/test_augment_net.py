@@ -300,6 +300,19 @@ def test_params_cifar_darts_v2():
   assert abs(n / 3.3e6 - 1) < 0.02  # Paper: 3.3M.
 
 
+@pytest.mark.parametrize('name,count,published', [
+    ('PC_DARTS_cifar', 3_634_678, 3.6e6),  # Xu et al. 2020, Table 1: 3.6M.
+    ('PDARTS', 3_433_798, 3.4e6),  # Chen et al. 2019, Table 1: 3.4M.
+])
+def test_params_cifar_published_cells(name, count, published):
+  """Other zoo cells in the DARTS code's CIFAR-10 setting (C=36, 20 cells, auxiliary head
+  not counted), against the parameter counts their papers report."""
+  model = augment_net.build_augment_model(augment_cifar10.get_config().model, name, 10)
+  n = summary.count_params(model, (1, 32, 32, 3))
+  assert n == count
+  assert abs(n / published - 1) < 0.015
+
+
 def test_params_and_macs_imagenet_darts_v2():
   model = augment_net.build_augment_model(
       augment_imagenet.get_config().model, 'DARTS_V2', 1000)
