@@ -595,6 +595,34 @@ _ZOO_TEXT: dict[str, str] = {
         "('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('dil_conv_5x5', 2), "
         "('max_pool_3x3', 0), ('dil_conv_3x3', 1), ('dil_conv_3x3', 1), "
         "('dil_conv_5x5', 3)], reduce_concat=range(2, 6))"),
+    # GDAS (Dong & Yang, CVPR 2019), CIFAR-10: AutoDL-Projects'
+    # lib/nas_infer_model/DXYs/genotypes.py GDAS_V1 (its pairs per node, flattened).
+    'GDAS_V1': (
+        "Genotype(normal=[('skip_connect', 0), ('skip_connect', 1), "
+        "('skip_connect', 0), ('sep_conv_5x5', 2), ('sep_conv_3x3', 3), "
+        "('skip_connect', 0), ('sep_conv_5x5', 4), ('sep_conv_3x3', 3)], "
+        "normal_concat=[2, 3, 4, 5], reduce=[('sep_conv_5x5', 0), "
+        "('sep_conv_3x3', 1), ('sep_conv_5x5', 2), ('sep_conv_5x5', 1), "
+        "('dil_conv_5x5', 2), ('sep_conv_3x3', 1), ('sep_conv_5x5', 0), "
+        "('sep_conv_5x5', 1)], reduce_concat=[2, 3, 4, 5])"),
+    # DrNAS (Chen et al., ICLR 2021), searched on CIFAR-10 and on ImageNet: the
+    # official code's DARTS-space/genotypes.py.
+    'DrNAS_cifar10': (
+        "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_5x5', 1), "
+        "('sep_conv_3x3', 1), ('sep_conv_3x3', 2), ('skip_connect', 0), "
+        "('sep_conv_3x3', 1), ('sep_conv_3x3', 2), ('dil_conv_5x5', 3)], "
+        "normal_concat=range(2, 6), reduce=[('max_pool_3x3', 0), "
+        "('sep_conv_5x5', 1), ('dil_conv_5x5', 2), ('sep_conv_5x5', 1), "
+        "('sep_conv_5x5', 1), ('dil_conv_5x5', 3), ('skip_connect', 4), "
+        "('sep_conv_5x5', 1)], reduce_concat=range(2, 6))"),
+    'DrNAS_imagenet': (
+        "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
+        "('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
+        "('dil_conv_3x3', 3), ('skip_connect', 0), ('sep_conv_3x3', 1)], "
+        "normal_concat=range(2, 6), reduce=[('max_pool_3x3', 0), "
+        "('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2), "
+        "('sep_conv_3x3', 0), ('sep_conv_3x3', 2), ('sep_conv_3x3', 3), "
+        "('sep_conv_3x3', 1)], reduce_concat=range(2, 6))"),
     # NASNet-A (Zoph et al., 2018) as the DARTS paper's baseline: 5 nodes,
     # uses sep_conv_7x7, outside the DARTS search space.
     'NASNet': (
@@ -633,6 +661,9 @@ PC_DARTS_image = ZOO['PC_DARTS_image']
 PDARTS = ZOO['PDARTS']
 NASNet = ZOO['NASNet']
 AmoebaNet = ZOO['AmoebaNet']
+GDAS_V1 = ZOO['GDAS_V1']
+DrNAS_cifar10 = ZOO['DrNAS_cifar10']
+DrNAS_imagenet = ZOO['DrNAS_imagenet']
 
 
 # ----------------------------------------------------------------------------

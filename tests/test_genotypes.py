@@ -74,7 +74,12 @@ def test_facts_texts_parse_and_round_trip(name):
 
 def test_zoo_contents():
   assert set(ZOO) >= {'DARTS_V1', 'DARTS_V2', 'DARTS', 'PC_DARTS_cifar',
-                      'PDARTS', 'NASNet', 'AmoebaNet'}
+                      'PDARTS', 'NASNet', 'AmoebaNet', 'GDAS_V1', 'DrNAS_cifar10',
+                      'DrNAS_imagenet'}
+  # AutoDL-Projects writes GDAS_V1 as one pair per node; flattened, node 5 (index 3)
+  # reads node 4 and node 3.
+  assert ZOO['GDAS_V1'].normal[6:] == (('sep_conv_5x5', 4), ('sep_conv_3x3', 3))
+  assert ZOO['DrNAS_cifar10'].reduce[6] == ('skip_connect', 4)
   assert ZOO['DARTS'] == DARTS_V2 == ZOO['DARTS_V2']
   assert DARTS_V2.normal[-1] == ('dil_conv_3x3', 2)
   nas, amoeba = ZOO['NASNet'], ZOO['AmoebaNet']
