@@ -301,10 +301,10 @@ def test_params_cifar_darts_v2():
 
 
 @pytest.mark.parametrize('name,count,published', [
-    ('PC_DARTS_cifar', 3_634_678, 3.6e6),  # Xu et al. 2020, Table 1: 3.6M.
-    ('PDARTS', 3_433_798, 3.4e6),  # Chen et al. 2019, Table 1: 3.4M.
-    ('GDAS_V1', 3_368_782, 3.4e6),  # Dong & Yang 2019, Table 1: 3.4M.
-    ('DrNAS_cifar10', 4_099_294, 4.1e6),  # Chen et al. 2021, Table 1: 4.1M.
+    ('PC_DARTS_cifar', 3_634_678, 3.6e6),  # Xu et al. 2020 (PC-DARTS): 3.6M.
+    ('PDARTS', 3_433_798, 3.4e6),  # Chen et al. 2019 (P-DARTS): 3.4M.
+    ('GDAS_V1', 3_368_782, 3.4e6),  # Dong & Yang 2019 (GDAS): 3.4M.
+    ('DrNAS_cifar10', 4_099_294, 4.1e6),  # Chen et al. 2021 (DrNAS): 4.1M.
 ])
 def test_params_cifar_published_cells(name, count, published):
   """Other zoo cells in the DARTS code's CIFAR-10 setting (C=36, 20 cells, auxiliary head
@@ -347,7 +347,7 @@ def test_params_imagenet_drnas_imagenet():
       augment_imagenet.get_config().model, 'DrNAS_imagenet', 1000)
   n = summary.count_params(model, (1, 224, 224, 3))
   assert n == 5_726_368
-  assert abs(n / 5.7e6 - 1) < 0.01  # Chen et al. 2021, Table 2: 5.7M.
+  assert abs(n / 5.7e6 - 1) < 0.01  # Chen et al. 2021 (DrNAS), ImageNet: 5.7M.
 
 
 def test_macs_of_ops():
