@@ -20,9 +20,10 @@ without the auxiliary head (paper: 3.3M; the reference code prints 3.35M) and
 Time: rough estimate, not measured: 600 epochs x 50k images x ~3 x 528M
 multiply-adds is ~1e17 FLOPs, about half a day to a day on one modern GPU at
 the low utilization typical of depthwise-heavy small-image nets. Measured on a
-2-core CPU (Intel Xeon, 2026-12-02; `python experiments/benchmark.py
---cases=augment_darts_v2_b96`): 26-28 s per step of 96 images, ~4 h per epoch, so
-months for 600 epochs: use a GPU or TPU.
+2-core CPU (`python experiments/benchmark.py --cases=augment_darts_v2_b96`): 15.1 s per
+step of 96 images (compile 44 s, peak RSS 10.7 GB) on an AMD EPYC (Zen 4, 2026-12-07),
+26-28 s on an Intel Xeon (2026-12-02); ~2.2 h per epoch, so months for 600 epochs: use a
+GPU or TPU.
 """
 
 import ml_collections
