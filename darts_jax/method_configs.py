@@ -27,10 +27,12 @@ AutoDL-Projects' searches (GDAS in both spaces, every NAS-Bench-201 search but D
 use Nesterov SGD (config.train.nesterov) and step the weights before the alphas
 (config.arch.update_order='weights_first'), as its exps/algos/GDAS.py and DARTS-V1.py.
 Deviations: DrNAS runs
-without its DARTS-space progressive stages (official DARTS-space/train_search.py: a
-20-cell C=36 supernet, partial channels K=6 then 4, 25 epochs, then pruning to the 7 and
-then 4 best ops per edge), with one warm-up at the start (the official code warms up at
-the start of each stage), concentration softplus(alpha) + eps (official: elu(alpha) + 1),
+without its progressive stages (official DARTS-space/train_search.py: a 20-cell C=36
+supernet without the 'none' op, partial channels K=6 for 25 epochs, then pruning to the 4
+best ops per edge and K=4 for 25 more; 201-space/train_search_progressive.py: K=4 for 50
+epochs, then the 3 best ops per edge and K=2 for 50 more; both without PC-DARTS's edge
+normalization), with one warm-up at the start (the official code warms up at the start
+of each stage), concentration softplus(alpha) + eps (official: elu(alpha) + 1),
 and the derivation ranks the Dirichlet mean (official: softmax(alpha); the same best op
 per edge, the edge ranking can differ);
 random_ws ranks candidates once (randomNAS re-scores the top 10 on the whole
