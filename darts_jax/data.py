@@ -424,17 +424,23 @@ def search_split_random(num_examples: int, train_portion: float = 0.5,
   range(num_examples)). PC-DARTS's ImageNet search samples 10% and 2.5% of the
   train set: subset 0.125, train_portion 0.8.
   """
-  if not 0.0 < train_portion < 1.0:
-    raise UserError(f'train_portion must be in (0, 1), got {train_portion}')
   if not 0.0 < subset <= 1.0:
     raise UserError(f'search_subset must be in (0, 1], got {subset}')
   num_used = int(np.floor(subset * num_examples))
-  num_train = int(np.floor(train_portion * num_used))
-  if num_train < 1 or num_train >= num_used:
-    raise UserError(f'cannot split {num_used} examples with '
-                    f'train_portion={train_portion}: a part would be empty')
+  num_train = _num_search_train(num_used, train_portion)
   perm = np.random.default_rng(seed).permutation(num_examples)[:num_used]
   return np.sort(perm[:num_train]), np.sort(perm[num_train:])
+
+
+def _num_search_train(num_examples: int, train_portion: float) -> int:
+  """floor(train_portion * num_examples), when both parts are non-empty."""
+  if not 0.0 < train_portion < 1.0:
+    raise UserError(f'train_portion must be in (0, 1), got {train_portion}')
+  num_train = int(np.floor(train_portion * num_examples))
+  if num_train < 1 or num_train >= num_examples:
+    raise UserError(f'cannot split {num_examples} examples with '
+                    f'train_portion={train_portion}: a part would be empty')
+  return num_train
 
 
 # config.dataset.search_split: how the train split is divided for a search.
@@ -465,12 +471,7 @@ def ordered_split(positions: np.ndarray,
   range(n)); returns sorted source indices.
   """
   positions = _checked_positions(positions)
-  if not 0.0 < train_portion < 1.0:
-    raise UserError(f'train_portion must be in (0, 1), got {train_portion}')
-  num_train = int(np.floor(train_portion * len(positions)))
-  if num_train < 1 or num_train >= len(positions):
-    raise UserError(f'cannot split {len(positions)} examples with '
-                    f'train_portion={train_portion}: a part would be empty')
+  num_train = _num_search_train(len(positions), train_portion)
   return (np.flatnonzero(positions < num_train).astype(np.int64),
           np.flatnonzero(positions >= num_train).astype(np.int64))
 
