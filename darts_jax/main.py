@@ -17,7 +17,7 @@ import jax
 from ml_collections import config_flags
 
 from darts_jax import cli
-from darts_jax import parallel
+from darts_jax.runtime import parallel
 from darts_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -36,16 +36,14 @@ flags.DEFINE_integer('process_id', -1, 'This process\'s index (with --coordinato
 
 
 def run(config, workdir: str) -> dict:
-  if config.mode == 'search':
-    from darts_jax import search  # pylint: disable=g-import-not-at-top
-    return search.search(config, workdir)
-  if config.mode == 'augment':
-    from darts_jax import augment  # pylint: disable=g-import-not-at-top
-    return augment.train_and_evaluate(config, workdir)
-  if config.mode == 'pipeline':
-    from darts_jax import pipeline  # pylint: disable=g-import-not-at-top
-    return pipeline.run_pipeline(config, workdir)
-  raise UserError(f'unknown config.mode {config.mode!r}; use "search", "augment" or "pipeline"')
+  """The phase config.mode names: 'search', 'augment' (train from scratch) or 'pipeline'."""
+  from darts_jax.train import augment, pipeline, search  # pylint: disable=g-import-not-at-top
+  phases = {'search': search.search, 'augment': augment.train_and_evaluate,
+            'pipeline': pipeline.run_pipeline}
+  if config.mode not in phases:
+    raise UserError(f'unknown config.mode {config.mode!r}; use "search", "augment" or '
+                    '"pipeline"')
+  return phases[config.mode](config, workdir)
 
 
 def main(argv):

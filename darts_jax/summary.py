@@ -20,13 +20,14 @@ import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
 
-from darts_jax import augment_net
-from darts_jax import augment_ops
 from darts_jax import cli
 from darts_jax import data
 from darts_jax.errors import UserError
+from darts_jax.nn import params as params_lib
+from darts_jax.spaces.darts import eval_network
+from darts_jax.spaces.darts import eval_ops
 
-_AUX_PREFIX = 'auxiliary'
+_AUX_PREFIX = params_lib.AUXILIARY_PREFIX
 
 
 
@@ -36,23 +37,12 @@ def _abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
                         jax.random.key(0), x)
 
 
-def count_weights(params: Any) -> int:
-  """Weights in a params tree, auxiliary head excluded (as the papers and the
-  reference code's count_parameters_in_MB count)."""
-  total = 0
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    names = [getattr(k, 'key', str(k)) for k in path]
-    if not any(str(n).startswith(_AUX_PREFIX) for n in names):
-      total += math.prod(leaf.shape)
-  return total
-
-
 def count_params(model: nn.Module, input_shape: Sequence[int]) -> int:
   """Trainable weights of `model` without its auxiliary head (shapes only).
 
   BN running statistics are not weights. `input_shape` is NHWC, e.g. (1, 32, 32, 3).
   """
-  return count_weights(_abstract_variables(model, input_shape)['params'])
+  return params_lib.count_weights(_abstract_variables(model, input_shape)['params'])
 
 
 def _layer_macs(module: nn.Module, x: Any, out: Any) -> int:
@@ -61,10 +51,10 @@ def _layer_macs(module: nn.Module, x: Any, out: Any) -> int:
     return 0
   positions = math.prod(out.shape[1:-1])  # Output pixels (1 for dense).
   c_in, c_out = x.shape[-1], out.shape[-1]
-  if isinstance(module, augment_ops.Conv):
-    kh, kw = augment_ops._pair(module.kernel_size)  # pylint: disable=protected-access
+  if isinstance(module, eval_ops.Conv):
+    kh, kw = eval_ops._pair(module.kernel_size)  # pylint: disable=protected-access
     return positions * kh * kw * c_in * c_out
-  if isinstance(module, augment_ops.DepthwiseConv):
+  if isinstance(module, eval_ops.DepthwiseConv):
     return positions * module.kernel_size ** 2 * c_out
   if isinstance(module, nn.Conv):
     ks = module.kernel_size
@@ -81,10 +71,10 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
   Counts convolutions and linear layers only (BN, ReLU, pooling and additions
   are left out). It traces `model.init(..., train=False)` under
   `jax.eval_shape` inside `flax.linen.intercept_methods`: every call of
-  `augment_ops.Conv`, `augment_ops.DepthwiseConv`, `nn.Conv` or `nn.Dense`
+  `eval_ops.Conv`, `eval_ops.DepthwiseConv`, `nn.Conv` or `nn.Dense`
   outside the auxiliary head is counted from its input channels, kernel size
   and output shape. Counting at the module level, not from the traced
-  program, keeps the count independent of how `darts_jax.conv` lowers a conv
+  program, keeps the count independent of how `darts_jax.nn.conv` lowers a conv
   on this platform (e.g. depthwise as shifted slices on CPU), and strided
   convs count only the outputs they produce. `input_shape` is NHWC; the
   result is per image.
@@ -117,7 +107,7 @@ def summarize(config: Any, genotype_spec: str | None = None,
   info = data.get_info(config.dataset.name)  # UserError naming the datasets.
   if num_classes is None:
     num_classes = info.num_classes
-  model = augment_net.build_augment_model(config.model, spec, num_classes)
+  model = eval_network.build_augment_model(config.model, spec, num_classes)
   height, _, channels = info.image_shape
   size = image_size or height
   shape = (1, size, size, channels)

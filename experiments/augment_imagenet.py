@@ -25,20 +25,8 @@ utilization typical of depthwise-heavy nets (input pipeline permitting).
 
 import ml_collections
 
-from darts_jax import configs
+from darts_jax.configs import benchmarks
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """The CIFAR evaluation config's fields, with the ImageNet values of the paper."""
-  config = configs.augment_config()
-  config.dataset.name = 'imagenet2012'
-  config.model.update(network='imagenet', init_channels=48, layers=14, auxiliary=True,
-                      auxiliary_weight=0.4, drop_path_prob=0.0)
-  config.train.update(
-      batch_size=128, epochs=250, lr=0.1,
-      lr_schedule='exponential', lr_decay=0.97,  # Per epoch.
-      momentum=0.9, weight_decay=3e-5, grad_clip=5.0, label_smoothing=0.1,
-      cutout=0,
-      crop_padding=0,  # ImageNet uses random resized crops, not padding ...
-      color_jitter=(0.4, 0.4, 0.4, 0.2))  # ... and torchvision's ColorJitter.
-  return config
+  return benchmarks.augment_imagenet()

@@ -17,8 +17,8 @@ is 94.37 %.
 
 import ml_collections
 
-from darts_jax import method_configs
+from darts_jax.configs import benchmarks
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  return method_configs.augment_nb201(arg)
+  return benchmarks.augment_nb201(arg)

@@ -47,11 +47,11 @@ flags.DEFINE_string('devices', '', 'Comma-separated device counts, e.g. 1,2,4,8:
 flags.DEFINE_string('cell_impl', 'auto', 'config.model.cell_impl for every search case: '
                     'auto, grouped (edges batched per source state), scan (lax.scan over edges).')
 flags.DEFINE_integer('cpu_opt_level', 1, 'XLA:CPU backend optimization level of the step '
-                     '(the trainers use darts_jax.parallel.CPU_BACKEND_OPT_LEVEL).')
+                     '(the trainers use darts_jax.runtime.parallel.CPU_BACKEND_OPT_LEVEL).')
 flags.DEFINE_string('cpu_opt_preset', 'CPU_OPT_PRESET_FAST_COMPILE',
                     'XLA:CPU optimization preset of the step: CPU_OPT_PRESET_FAST_COMPILE, '
                     'CPU_OPT_PRESET_DEFAULT or CPU_OPT_PRESET_FAST_RUNTIME (the trainers use '
-                    'darts_jax.parallel.CPU_OPT_PRESET).')
+                    'darts_jax.runtime.parallel.CPU_OPT_PRESET).')
 flags.DEFINE_string('pytorch_records', '', 'JSON lines printed by experiments/pytorch_reference.py '
                     'on this machine: --cases=speed compares with them instead of the notes.')
 flags.DEFINE_string('remat', 'auto', 'config.model.remat for the search cases (auto, true, false).')
@@ -81,7 +81,7 @@ AUGMENT_CASES = {
 }
 
 
-# Search methods at the same batch on a small network (darts_jax/methods.py),
+# Search methods at the same batch on a small network (darts_jax/methods/),
 # name: (space, method, dataset, layers or cells per stage, init_channels, batch, skip_unused_ops).
 # DARTS space: 2 cells of 2 nodes (5 edges) with none, skip, avg pool, dil_conv_3x3 (the
 # 8-op, 4-node cell compiles for ~8 minutes per case on a loaded 2-core CPU); NAS-Bench-201:
@@ -135,7 +135,7 @@ def measure_step(step, state, batches) -> dict:
   devices and the state replicated and donated: the fields every case reports."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from darts_jax import parallel  # pylint: disable=g-import-not-at-top
+  from darts_jax.runtime import parallel  # pylint: disable=g-import-not-at-top
   mesh = parallel.make_mesh()
   state = parallel.replicate(state, mesh)
   batches = [parallel.shard_batch(b, mesh) for b in batches]
@@ -172,6 +172,15 @@ def measure_step(step, state, batches) -> dict:
   }
 
 
+def search_parts(config, info):
+  """(state, unjitted bilevel step, init seconds) of a search config, as the trainer
+  builds them."""
+  from darts_jax.train import search  # pylint: disable=g-import-not-at-top
+  parts = search.SearchParts.from_config(config, info.num_classes)
+  state, init_s = timed_init(lambda: parts.init_state(info.image_shape))
+  return state, parts.search_step(info, steps_per_epoch=100), init_s
+
+
 def timed_init(init_fn):
   import jax  # pylint: disable=g-import-not-at-top
   t = time.time()
@@ -181,10 +190,11 @@ def timed_init(init_fn):
 
 def run_method_case(name):
   """Step time and XLA memory of one search method's bilevel step vs DARTS's."""
-  from darts_jax import data, method_configs, search  # pylint: disable=g-import-not-at-top
+  from darts_jax import data  # pylint: disable=g-import-not-at-top
+  from darts_jax.configs import benchmarks  # pylint: disable=g-import-not-at-top
   space, method, dataset, layers, channels, batch, skip = METHOD_CASES[name]
-  config = (method_configs.search_nb201 if space == 'nb201'
-            else method_configs.search_cifar10)(method)
+  config = (benchmarks.search_nb201 if space == 'nb201'
+            else benchmarks.search_cifar10)(method)
   config.dataset.name = dataset
   config.model.layers = layers
   config.model.init_channels = channels
@@ -199,10 +209,8 @@ def run_method_case(name):
     config.search_space.primitives = ['none', 'skip_connect', 'avg_pool_3x3', 'dil_conv_3x3']
   config.method.arch_start_epoch = 0
   info = data.get_info(dataset)
-  model = search.build_model(config, info.num_classes)
-  state, init_s = timed_init(lambda: search.init_state(model, config, info))
+  state, step, init_s = search_parts(config, info)
   batch_data = random_batch(info, batch)
-  step = search.make_search_step(model, config, info, steps_per_epoch=100)
   print(json.dumps({
       'case': name, 'space': space, 'method': method, 'skip_unused_ops': skip,
       'dataset': dataset, 'layers': layers, 'init_channels': channels, 'batch': batch,
@@ -212,9 +220,10 @@ def run_method_case(name):
 
 def run_imagenet_search_case(name):
   """The PC-DARTS ImageNet search step at one batch size, projected to its 50 epochs."""
-  from darts_jax import data, method_configs, search  # pylint: disable=g-import-not-at-top
+  from darts_jax import data  # pylint: disable=g-import-not-at-top
+  from darts_jax.configs import benchmarks  # pylint: disable=g-import-not-at-top
   batch = IMAGENET_SEARCH_CASES[name]
-  config = method_configs.search_imagenet()
+  config = benchmarks.search_imagenet()
   config.train.batch_size = batch
   config.method.arch_start_epoch = 0  # Time the bilevel step, not the warm-up's.
   config.model.depthwise_impl = FLAGS.depthwise_impl
@@ -222,10 +231,8 @@ def run_imagenet_search_case(name):
   config.model.remat = FLAGS.remat
   config.model.compute_dtype = FLAGS.compute_dtype
   info = data.get_info('imagenet2012')
-  model = search.build_model(config, info.num_classes)
-  state, init_s = timed_init(lambda: search.init_state(model, config, info))
+  state, step, init_s = search_parts(config, info)
   batch_data = random_batch(info, batch)
-  step = search.make_search_step(model, config, info, steps_per_epoch=100)
   timings = measure_step(step, state, [batch_data, batch_data])
   steps = -(-IMAGENET_SEARCH_TRAIN_IMAGES // batch)
   print(json.dumps({
@@ -239,7 +246,9 @@ def run_imagenet_search_case(name):
 
 def run_augment_case(name):
   """Compile seconds and training images per second of the evaluation network."""
-  from darts_jax import augment, augment_net, configs, data, genotypes  # pylint: disable=g-import-not-at-top
+  from darts_jax import configs, data  # pylint: disable=g-import-not-at-top
+  from darts_jax.spaces.darts import eval_network, zoo  # pylint: disable=g-import-not-at-top
+  from darts_jax.train import augment  # pylint: disable=g-import-not-at-top
   dataset, genotype_name, layers, channels, batch = AUGMENT_CASES[name]
   config = configs.augment_digits_config() if dataset == 'digits' else configs.augment_config()
   config.model.layers = layers
@@ -247,9 +256,9 @@ def run_augment_case(name):
   config.train.batch_size = batch
   config.model.depthwise_impl = FLAGS.depthwise_impl
   info = data.get_info(dataset)
-  model = augment_net.build_augment_model(config.model, genotypes.load_genotype(genotype_name),
-                                          info.num_classes)
-  state, init_s = timed_init(lambda: augment.init_state(model, config, info))
+  model = eval_network.build_augment_model(config.model, zoo.load_genotype(genotype_name),
+                                           info.num_classes)
+  state, init_s = timed_init(lambda: augment.init_state(model, info.image_shape, config.seed))
   step = augment.make_train_step(model, config, info, steps_per_epoch=100)
   measured = measure_step(step, state, [random_batch(info, batch)])
   print(json.dumps({
@@ -260,7 +269,10 @@ def run_augment_case(name):
 
 
 def run_case(name):
-  from darts_jax import configs, conv, data, search, supernet  # pylint: disable=g-import-not-at-top
+  from darts_jax import configs, data  # pylint: disable=g-import-not-at-top
+  from darts_jax.nn import conv  # pylint: disable=g-import-not-at-top
+  from darts_jax.spaces.darts import supernet  # pylint: disable=g-import-not-at-top
+  from darts_jax.train import checks  # pylint: disable=g-import-not-at-top
   dataset, layers, channels, batch, order = CASES[name]
   config = configs.search_config({'first': 'first', 'second_exact': 'second',
                                   'second_fd': 'second_fd'}[order.removesuffix('_shared')])
@@ -273,12 +285,10 @@ def run_case(name):
   config.model.cell_impl = FLAGS.cell_impl
   config.model.remat = FLAGS.remat
   config.model.compute_dtype = FLAGS.compute_dtype
-  search.check_compute_dtype(config)
+  checks.check_compute_dtype(config.model)
   info = data.get_info(dataset)
-  model = search.build_model(config, info.num_classes)
-  state, init_s = timed_init(lambda: search.init_state(model, config, info))
+  state, step, init_s = search_parts(config, info)
   batch_data = random_batch(info, batch)
-  step = search.make_search_step(model, config, info, steps_per_epoch=100)
   timings = measure_step(step, state, [batch_data, batch_data])
   print(json.dumps({
       'case': name, 'dataset': dataset, 'layers': layers, 'init_channels': channels,
@@ -305,7 +315,8 @@ def run_floor_case(name):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from darts_jax import configs, data, search  # pylint: disable=g-import-not-at-top
+  from darts_jax import configs, data  # pylint: disable=g-import-not-at-top
+  from darts_jax.train import search  # pylint: disable=g-import-not-at-top
   layers, channels, batch = FLOOR_CASES[name]
   n = 2048
   a = jax.random.normal(jax.random.key(0), (n, n))
@@ -328,12 +339,12 @@ def run_floor_case(name):
     config.model.depthwise_impl = 'xla'
     config.model.remat = 'false'  # Count each op once.
     info = data.get_info('cifar10')
-    model = search.build_model(config, info.num_classes)
-    state = jax.eval_shape(lambda: search.init_state(model, config, info))
+    parts = search.SearchParts.from_config(config, info.num_classes)
+    state = jax.eval_shape(lambda: parts.init_state(info.image_shape))
     images = jax.ShapeDtypeStruct((batch,) + info.image_shape, jnp.uint8)
     labels = jax.ShapeDtypeStruct((batch,), jnp.int32)
     b = {'image': images, 'label': labels}
-    step = search.make_search_step(model, config, info, steps_per_epoch=100)
+    step = parts.search_step(info, steps_per_epoch=100)
     cost = jax.jit(step).lower(state, b, b).cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     key = {'first': 'first_order', 'second': 'second_order_exact'}[order]

@@ -11,7 +11,7 @@ Stages (each in its own subdirectory of the workdir, each resumable):
 Prints the derived genotype, the search's validation accuracy and both test accuracies;
 writes result.json and report.html at the workdir's root.
 Expected (2-core AMD EPYC, 2026-12-07, no compilation cache): 1 min 54 s in all; search
-val 0.944, derived cell 0.933, random cell 0.933 (BUILD_NOTES.md, "The demo's numbers
+val 0.944, derived cell 0.933, random cell 0.933 (docs/history.md, "The demo's numbers
 over the sessions").
 """
 

@@ -4,7 +4,7 @@ Commands:
   python -m darts_jax.main --config=experiments/pipeline_nb201.py:gdas --workdir=/tmp/nb201_gdas
   python -m darts_jax.main --config=experiments/pipeline_nb201.py:drnas,tiny --workdir=/tmp/nb201_t
 
-The argument is a method of darts_jax/methods.py (darts, gdas, pc_darts, drnas, random_ws),
+The argument is a registered method (darts_jax/methods/: darts, gdas, pc_darts, drnas, random_ws),
 optionally followed by ",tiny" (digits, C=4, a few steps per stage: a smoke run of ~1-2
 minutes on a 2-core CPU, mostly compilation). Stages as in experiments/pipeline_digits.py:
 search/ (experiments/search_nb201.py:<method>), augment/ (the derived arch string trained
@@ -18,11 +18,8 @@ not run here): DARTS collapses to 54.30 %, GDAS 93.61 %, the space's best cell 9
 
 import ml_collections
 
-from darts_jax import configs
-from darts_jax import method_configs
+from darts_jax.configs import benchmarks
 
 
 def get_config(arg: str = 'darts') -> ml_collections.ConfigDict:
-  _, tiny = method_configs.parse_arg(arg)
-  return configs.pipeline_config(method_configs.search_nb201(arg),
-                                 method_configs.augment_nb201('tiny' if tiny else ''))
+  return benchmarks.pipeline_nb201(arg)

@@ -254,7 +254,7 @@ STEP_FIXTURE_SKIPS = ('auxiliary_head.features.5.weight',)
 # the two. At a ReLU input or a pool gap within float32 rounding of 0 the gradient jumps,
 # and two correct float32 programs (PyTorch's, XLA's) can land on either side: seed 1's
 # batch had a ReLU input at 3.9e-7 whose side changed the conv_7x1_1x7 gradients by 0.6%
-# (BUILD_NOTES.md, "A kink, not a compiler bug").
+# (docs/history.md, "A kink, not a compiler bug").
 STEP_FIXTURE_SEED = 17
 
 

@@ -11,7 +11,7 @@ Commands (the argument is the method, optionally `,tiny`):
 
 Settings: the DARTS paper's (50 epochs, batch 64, SGD lr 0.025 -> 0.001, weight
 decay 3e-4, alphas Adam 3e-4 (0.5, 0.999) weight decay 1e-3), then per method the
-official code's (sources in darts_jax/method_configs.py):
+official code's (sources in darts_jax/configs/benchmarks.py):
   gdas       tau 10 -> 0.1 linearly over the epochs; 250 epochs, batch 256, weight decay 5e-4,
              Nesterov SGD, the weight step before the alpha step (AutoDL-Projects).
   pc_darts   K=4 partial channels + edge normalization, batch 256, lr 0.1 -> 0.001,
@@ -28,8 +28,8 @@ The derived genotype trains from scratch with experiments/augment_cifar10.py
 
 import ml_collections
 
-from darts_jax import method_configs
+from darts_jax.configs import benchmarks
 
 
 def get_config(arg: str = 'darts') -> ml_collections.ConfigDict:
-  return method_configs.search_cifar10(arg)
+  return benchmarks.search_cifar10(arg)

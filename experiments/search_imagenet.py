@@ -7,7 +7,7 @@ Then train the derived cell from scratch in the mobile setting:
   python -m darts_jax.main --config=experiments/augment_imagenet.py \
       --config.genotype=/tmp/darts/search_imagenet --workdir=/tmp/darts/augment_imagenet_pc
 
-Settings (darts_jax/method_configs.py: search_imagenet, from the official
+Settings (darts_jax/configs/benchmarks.py: search_imagenet, from the official
 train_search_imagenet.py and model_search_imagenet.py): 8 cells, C=16, a stem of
 three stride-2 3x3 convs (224 -> 28 pixels before the first cell), K=2 partial
 channels with edge normalization; search-train and search-val are 10% and 2.5% of
@@ -18,7 +18,7 @@ alphas Adam lr 6e-3, betas (0.5, 0.999), weight decay 1e-3, clipped at 5, frozen
 for the first 35 epochs. The data must be prepared first
 (`tfds build imagenet2012 --data_dir=...`, then --config.dataset.data_dir).
 
-Expected (paper, Table 3: the cell PC_DARTS_image in darts_jax/genotypes.py):
+Expected (paper, Table 3: the cell PC_DARTS_image in darts_jax/spaces/darts/zoo.py):
 24.2 % top-1 / 7.3 % top-5 error after the mobile-setting evaluation, 5.3M weights,
 597M multiply-adds; search cost 3.8 GPU-days (8 V100s, 11.5 hours). Not run here:
 no ImageNet and no GPU on this project's machines; the tests run the 'tiny'
@@ -30,8 +30,8 @@ the 10% subset).
 
 import ml_collections
 
-from darts_jax import method_configs
+from darts_jax.configs import benchmarks
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  return method_configs.search_imagenet(arg)
+  return benchmarks.search_imagenet(arg)

@@ -17,7 +17,7 @@ Space: 5 ops (none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3), 4-n
 cell (6 edges), stem 3x3 conv C=16, 5 cells, ResNet block, 5 cells at 2C, ResNet
 block, 5 cells at 4C, BN-ReLU-GAP-linear. CIFAR-10 train split halved 25k/25k (the
 first and second half of the official files' order unless a split file is given).
-Settings (NAS-Bench-201's own configs, sources in darts_jax/method_configs.py): batch
+Settings (NAS-Bench-201's own configs, sources in darts_jax/configs/benchmarks.py): batch
 64, SGD lr 0.025 cosine to 0.001, Nesterov momentum 0.9, weight decay 5e-4, the weight
 step before the alpha step (AutoDL's search loops); alphas Adam 3e-4 (0.5, 0.999),
 weight decay 1e-3; 50 epochs for DARTS and PC-DARTS, 240 for GDAS (tau 10 -> 0.1), 250
@@ -36,8 +36,8 @@ Published (NAS-Bench-201 paper, CIFAR-10 test accuracy of the found cell): DARTS
 
 import ml_collections
 
-from darts_jax import method_configs
+from darts_jax.configs import benchmarks
 
 
 def get_config(arg: str = 'darts') -> ml_collections.ConfigDict:
-  return method_configs.search_nb201(arg)
+  return benchmarks.search_nb201(arg)

@@ -11,10 +11,32 @@ import numpy as np
 import optax
 import pytest
 
-from darts_jax import architect
 from darts_jax import configs
 from darts_jax import data
-from darts_jax import search
+from darts_jax.errors import UserError
+from darts_jax.optim import architect
+from darts_jax.optim import sgd
+from darts_jax.train import search
+from darts_jax.train import settings
+from darts_jax.train import steps as train_steps
+
+
+def softmax_weights(alphas):
+  return jax.tree.map(lambda a: jax.nn.softmax(a, axis=-1), alphas)
+
+
+def loss_fn_of(model, batch_stats):
+  """The supernet's loss with DARTS's softmax edge weights, in float32."""
+  return train_steps.make_loss_fn(model, batch_stats, jnp.float32, softmax_weights)
+
+
+def search_step_of(config, info, steps_per_epoch=10):
+  return search.SearchParts.from_config(config, info.num_classes).search_step(
+      info, steps_per_epoch)
+
+
+def lr_at_epoch_0(config):
+  return settings.WeightOptimizer.from_config(config.train).learning_rate(0)
 
 MOMENTUM, WEIGHT_DECAY, XI = 0.9, 3e-4, 0.05
 
@@ -172,8 +194,8 @@ def _two_op_supernet_step_inputs(order, seed):
   config.search_space.primitives = ['skip_connect', 'sep_conv_3x3']
   config.train.crop_padding = 0
   info = data.get_info('digits')
-  model = search.build_model(config, info.num_classes)
-  state = search.init_state(model, config, info)
+  parts = search.SearchParts.from_config(config, info.num_classes)
+  model, state = parts.model, parts.init_state(info.image_shape)
   ks = jax.random.split(jax.random.key(seed), 4)
   batch = lambda k1, k2: {
       'image': jax.random.randint(k1, (8,) + info.image_shape, 0, 256).astype(jnp.uint8),
@@ -181,6 +203,7 @@ def _two_op_supernet_step_inputs(order, seed):
   return config, info, model, state, batch(*ks[:2]), batch(*ks[2:])
 
 
+@pytest.mark.slow
 def test_shared_train_grad_steps_the_weights_at_the_old_alphas():
   """config.arch.share_train_grad: the same alpha step as DARTS's; the weights move by
   the train gradient at the alphas before the update instead of after it."""
@@ -190,23 +213,22 @@ def test_shared_train_grad_steps_the_weights_at_the_old_alphas():
   for shared in (False, True):
     step_config = config.copy_and_resolve_references()
     step_config.arch.share_train_grad = shared
-    steps[shared] = jax.jit(search.make_search_step(model, step_config, info,
-                                                    steps_per_epoch=10))
+    steps[shared] = jax.jit(search_step_of(step_config, info))
   darts_state, _ = steps[False](state, train, val)
   shared_state, shared_metrics = steps[True](state, train, val)
 
   for name in state['alphas']:
     np.testing.assert_allclose(shared_state['alphas'][name], darts_state['alphas'][name],
                                rtol=1e-6, atol=1e-9)
-  loss_fn = search.make_loss_fn(model, state['batch_stats'])
-  normalized = search.preprocess(None, train, info, 0)
+  loss_fn = loss_fn_of(model, state['batch_stats'])
+  normalized = train_steps.preprocess(None, train, info, 0)
   t = config.train
 
   def weight_step(alphas):
     (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state['params'], alphas, normalized)
-    params, _ = search.sgd_momentum_update(
-        state['params'], grads, state['momentum'], search.cosine_lr(config, 0), t.momentum,
+    params, _ = sgd.sgd_momentum_update(
+        state['params'], grads, state['momentum'], lr_at_epoch_0(config), t.momentum,
         t.weight_decay, t.grad_clip)
     return loss, params
 
@@ -222,21 +244,21 @@ def test_shared_train_grad_steps_the_weights_at_the_old_alphas():
   assert float(jnp.max(jnp.abs(flat(at_old_alphas) - flat(at_new_alphas)))) > 1e-6
 
 
+@pytest.mark.slow
 def test_second_order_step_moves_the_running_stats_as_the_darts_code_does():
   """The DARTS code's second-order step runs four training-mode forwards on its network,
   each moving the running BN statistics: the virtual step's at w, the finite
   difference's at w + R v and w - R v, then the weight step's at the new alphas. Here
   the same forwards, written out one after another, against one search step."""
   config, info, model, state, train, val = _two_op_supernet_step_inputs('second_fd', 7)
-  new_state, _ = jax.jit(search.make_search_step(model, config, info, steps_per_epoch=10))(
-      state, train, val)
-  norm_train, norm_val = (search.preprocess(None, b, info, 0) for b in (train, val))
+  new_state, _ = jax.jit(search_step_of(config, info))(state, train, val)
+  norm_train, norm_val = (train_steps.preprocess(None, b, info, 0) for b in (train, val))
   t = config.train
-  xi = search.cosine_lr(config, 0)
+  xi = lr_at_epoch_0(config)
 
   def train_forward(weights, alphas, stats):
     (_, (_, stats)), grads = jax.value_and_grad(
-        search.make_loss_fn(model, stats), has_aux=True)(weights, alphas, norm_train)
+        loss_fn_of(model, stats), has_aux=True)(weights, alphas, norm_train)
     return grads, stats
 
   @jax.jit
@@ -244,7 +266,7 @@ def test_second_order_step_moves_the_running_stats_as_the_darts_code_does():
     grads, stats = train_forward(params, alphas, stats)
     w_prime = jax.tree.map(lambda w, g, m: w - xi * (t.momentum * m + g + t.weight_decay * w),
                            params, grads, state['momentum'])
-    v = jax.grad(lambda w: search.make_loss_fn(model, stats)(w, alphas, norm_val)[0])(w_prime)
+    v = jax.grad(lambda w: loss_fn_of(model, stats)(w, alphas, norm_val)[0])(w_prime)
     r = architect.FD_EPSILON / architect.global_norm(v)
     for sign in (1, -1):
       _, stats = train_forward(jax.tree.map(lambda w, d: w + sign * r * d, params, v),
@@ -262,6 +284,7 @@ def test_second_order_step_moves_the_running_stats_as_the_darts_code_does():
   assert float(jnp.max(jnp.abs(flat(weight_step_only) - flat(expected)))) > 1e-3
 
 
+@pytest.mark.slow
 def test_weights_first_steps_the_alphas_at_the_new_weights():
   """config.arch.update_order='weights_first' (AutoDL's GDAS loop): the weights move by
   the train gradient at the old alphas, then the alphas by the validation gradient at
@@ -269,31 +292,30 @@ def test_weights_first_steps_the_alphas_at_the_new_weights():
   forwards update the running BN statistics, in the same order."""
   config, info, model, state, train, val = _two_op_supernet_step_inputs('first', 6)
   steps = {}
-  for order in search.UPDATE_ORDERS:
+  for order in settings.UPDATE_ORDERS:
     step_config = config.copy_and_resolve_references()
     step_config.arch.update_order = order
-    steps[order] = jax.jit(search.make_search_step(model, step_config, info,
-                                                   steps_per_epoch=10))
+    steps[order] = jax.jit(search_step_of(step_config, info))
   darts_state, _ = steps['alphas_first'](state, train, val)
   first_state, first_metrics = steps['weights_first'](state, train, val)
 
-  norm_train, norm_val = (search.preprocess(None, b, info, 0) for b in (train, val))
+  norm_train, norm_val = (train_steps.preprocess(None, b, info, 0) for b in (train, val))
   t = config.train
-  tx = search.alpha_optimizer(config)
+  tx = settings.ArchOptimizer.from_config(config.arch).optimizer()
 
   def alpha_update(params, stats):
-    loss_fn = search.make_loss_fn(model, stats)
+    loss_fn = loss_fn_of(model, stats)
     (val_loss, (_, stats)), a_grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
         params, state['alphas'], norm_val)
     updates, _ = tx.update(a_grads, state['alpha_opt'], state['alphas'])
     return optax.apply_updates(state['alphas'], updates), stats, val_loss
 
   def weight_update(alphas, stats):
-    loss_fn = search.make_loss_fn(model, stats)
+    loss_fn = loss_fn_of(model, stats)
     (_, (_, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state['params'], alphas, norm_train)
-    params, _ = search.sgd_momentum_update(
-        state['params'], grads, state['momentum'], search.cosine_lr(config, 0), t.momentum,
+    params, _ = sgd.sgd_momentum_update(
+        state['params'], grads, state['momentum'], lr_at_epoch_0(config), t.momentum,
         t.weight_decay, t.grad_clip)
     return params, stats
 
@@ -331,22 +353,22 @@ def test_update_order_errors_are_clear():
   info = data.get_info('digits')
   config = _tiny_supernet_config('second')
   config.arch.update_order = 'weights_first'
-  with pytest.raises(search.UserError, match="needs config.arch.order='first'"):
+  with pytest.raises(UserError, match="needs config.arch.order='first'"):
     search.check_config(config, info, 1, 1)
   config.arch.update_order = 'alphas_last'
-  with pytest.raises(search.UserError, match='unknown config.arch.update_order'):
+  with pytest.raises(UserError, match='unknown config.arch.update_order'):
     search.check_config(config, info, 1, 1)
 
 
 def test_nesterov_without_momentum_is_a_clear_error():
   config = _tiny_supernet_config('first')
   config.train.nesterov, config.train.momentum = True, 0.0
-  with pytest.raises(search.UserError, match='nesterov needs config.train.momentum > 0'):
+  with pytest.raises(UserError, match='nesterov needs config.train.momentum > 0'):
     search.check_config(config, data.get_info('digits'), 1, 1)
 
 
 def test_nesterov_sgd_is_optax_nesterov_after_weight_decay():
-  """search.sgd_momentum_update(nesterov=True) against optax: PyTorch's Nesterov SGD with
+  """sgd.sgd_momentum_update(nesterov=True) against optax: PyTorch's Nesterov SGD with
   L2 weight decay folded into the gradient, over three steps."""
   rng = np.random.default_rng(0)
   params = {'a': jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
@@ -358,14 +380,14 @@ def test_nesterov_sgd_is_optax_nesterov_after_weight_decay():
   for _ in range(3):
     grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32),
                          params)
-    ours, buffer = search.sgd_momentum_update(ours, grads, buffer, lr, momentum, wd,
+    ours, buffer = sgd.sgd_momentum_update(ours, grads, buffer, lr, momentum, wd,
                                               grad_clip=0.0, nesterov=True)
     updates, opt_state = tx.update(grads, opt_state, theirs)
     theirs = optax.apply_updates(theirs, updates)
   for name in params:
     np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-6, atol=1e-7)
-  plain, _ = search.sgd_momentum_update(params, grads, buffer, lr, momentum, wd, 0.0)
-  assert float(jnp.max(jnp.abs(plain['a'] - search.sgd_momentum_update(
+  plain, _ = sgd.sgd_momentum_update(params, grads, buffer, lr, momentum, wd, 0.0)
+  assert float(jnp.max(jnp.abs(plain['a'] - sgd.sgd_momentum_update(
       params, grads, buffer, lr, momentum, wd, 0.0, nesterov=True)[0]['a']))) > 1e-4
 
 
@@ -373,24 +395,25 @@ def test_shared_train_grad_is_refused_where_it_cannot_apply():
   info = data.get_info('digits')
   first = _tiny_supernet_config('first')
   first.arch.share_train_grad = True
-  with pytest.raises(search.UserError, match='only in second order'):
+  with pytest.raises(UserError, match='only in second order'):
     search.check_config(first, info, 1, 1)
   gdas = _tiny_supernet_config()
   gdas.arch.share_train_grad = True
   gdas.method.name = 'gdas'
-  with pytest.raises(search.UserError, match='use method darts or pc_darts'):
+  with pytest.raises(UserError, match='needs one edge-weight sample for both'):
     search.check_config(gdas, info, 1, 1)
 
 
+@pytest.mark.slow
 def test_exact_second_order_on_the_supernet_matches_reverse_over_reverse():
   """The supernet's exact hypergradient (forward-over-reverse through the scanned,
   rematerialized cells and the depthwise tap primitives) against JAX differentiating
   the unrolled validation loss in reverse mode twice: two independent autodiff paths."""
   config = _tiny_supernet_config()
   info = data.get_info('digits')
-  model = search.build_model(config, info.num_classes)
-  state = search.init_state(model, config, info)
-  loss_fn = search.make_loss_fn(model, state['batch_stats'])
+  parts = search.SearchParts.from_config(config, info.num_classes)
+  model, state = parts.model, parts.init_state(info.image_shape)
+  loss_fn = loss_fn_of(model, state['batch_stats'])
   ks = jax.random.split(jax.random.key(3), 4)
   batch = lambda k1, k2: {'image': jax.random.normal(k1, (8,) + info.image_shape),
                           'label': jax.random.randint(k2, (8,), 0, info.num_classes)}

@@ -3,22 +3,21 @@
 import json
 import math
 import os
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from darts_jax import augment
+from darts_jax import configs
 from darts_jax import data
 from darts_jax.errors import UserError
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
-import augment_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
+from darts_jax.train import augment
+from darts_jax.train import settings
+from darts_jax.train import steps
 
 
 def tiny_config():
-  config = augment_digits.get_config()
+  config = configs.augment_digits_config()
   config.model.layers = 3
   config.model.init_channels = 4
   config.train.epochs = 2
@@ -33,6 +32,7 @@ def run(tmp_path_factory):
   return workdir, augment.train_and_evaluate(tiny_config(), workdir)
 
 
+@pytest.mark.slow
 def test_outputs(run):
   workdir, result = run
   lines = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
@@ -51,6 +51,7 @@ def test_outputs(run):
     assert json.load(f)['mode'] == 'augment'
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_does_no_steps(run, monkeypatch):
   workdir, result = run
 
@@ -75,14 +76,16 @@ def test_unknown_genotype_is_a_user_error(tmp_path):
 def test_schedules_and_label_smoothing():
   config = tiny_config()
   config.train.lr, config.train.lr_min, config.train.epochs = 0.1, 0.0, 4
-  assert float(augment.learning_rate(config, 2)) == pytest.approx(0.05)
+  lr = lambda config, epoch: settings.WeightOptimizer.from_config(config.train).learning_rate(
+      epoch)
+  assert float(lr(config, 2)) == pytest.approx(0.05)
   config.train.lr_schedule, config.train.lr_decay = 'exponential', 0.5
-  assert float(augment.learning_rate(config, 2)) == pytest.approx(0.025)
+  assert float(lr(config, 2)) == pytest.approx(0.025)
   logits, labels = jnp.array([[2.0, 0.0]]), jnp.array([0])
   logp = np.log(np.exp([2.0, 0.0]) / np.exp([2.0, 0.0]).sum())
-  assert float(augment.loss_with_smoothing(logits, labels, 0.0)) == pytest.approx(-logp[0])
+  assert float(steps.loss_with_smoothing(logits, labels, 0.0)) == pytest.approx(-logp[0])
   # The reference's CrossEntropyLabelSmooth: (1 - e) one-hot + e / num_classes.
-  assert float(augment.loss_with_smoothing(logits, labels, 0.2)) == pytest.approx(
+  assert float(steps.loss_with_smoothing(logits, labels, 0.2)) == pytest.approx(
       -(0.9 * logp[0] + 0.1 * logp[1]))
 
 
@@ -98,7 +101,7 @@ def test_eval_step_sums_top1_and_top5_against_numpy():
       return jnp.asarray(logits), None
 
   info = data.get_info('digits')
-  eval_step = augment.make_eval_step(FixedLogits(), info)
+  eval_step = steps.make_test_step(FixedLogits(), info)
   batch = {'image': np.zeros((32,) + info.image_shape, np.uint8), 'label': labels}
   loss, top1, top5, count = (float(x) for x in eval_step(
       {'params': {}, 'batch_stats': {}}, batch, mask))

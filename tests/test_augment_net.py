@@ -6,6 +6,7 @@ filled in by numpy, because on this CPU compiling even a 3-cell network or
 its random init costs several seconds.
 """
 
+import importlib.util
 import math
 import os
 import subprocess
@@ -16,21 +17,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from darts_jax import augment_net
-from darts_jax import augment_ops
-from darts_jax import genotypes
+from darts_jax import configs
 from darts_jax import summary
+from darts_jax.configs import benchmarks
 from darts_jax.errors import UserError
-from darts_jax.genotypes import Genotype
+from darts_jax.spaces.darts import eval_network
+from darts_jax.spaces.darts import eval_ops
+from darts_jax.spaces.darts import zoo
+from darts_jax.spaces.darts.genotype import Genotype
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'experiments'))
 
-import augment_cifar10  # pylint: disable=g-import-not-at-top,wrong-import-position
-import augment_imagenet  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-NETWORKS = {'cifar': augment_net.NetworkCIFAR,
-            'imagenet': augment_net.NetworkImageNet}
+NETWORKS = {'cifar': eval_network.NetworkCIFAR,
+            'imagenet': eval_network.NetworkImageNet}
 
 
 def _fake_variables(module, x, seed=0, **kwargs):
@@ -69,13 +68,13 @@ def _train(model, variables, x, p, key):
 
 
 # 'DARTS' is an alias of DARTS_V2.
-ZOO_NAMES = sorted(n for n in genotypes.ZOO if n != 'DARTS')
+ZOO_NAMES = sorted(n for n in zoo.ZOO if n != 'DARTS')
 
 
 @pytest.mark.parametrize('name', ZOO_NAMES)
 def test_zoo_shapes(name):
-  model = augment_net.NetworkCIFAR(genotypes.ZOO[name], init_channels=8,
-                                   num_classes=7, layers=3, auxiliary=True)
+  model = eval_network.NetworkCIFAR(zoo.ZOO[name], init_channels=8,
+                                    num_classes=7, layers=3, auxiliary=True)
   x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
 
   def init_train_eval(key, x):
@@ -101,7 +100,7 @@ def test_zoo_shapes(name):
     ('DARTS_V2', 'imagenet', 32, False),
 ])
 def test_forward(name, network, size, auxiliary):
-  model = NETWORKS[network](genotypes.ZOO[name], 8, 10, 3, auxiliary)
+  model = NETWORKS[network](zoo.ZOO[name], 8, 10, 3, auxiliary)
   x = _images(2, size)
   variables = _fake_variables(model, x)
   logits, aux, state = _train(model, variables, x, 0.2, jax.random.key(1))
@@ -123,7 +122,7 @@ def test_forward(name, network, size, auxiliary):
 @pytest.fixture(scope='module')
 def tiny_darts_v2():
   # Same shapes as test_forward[DARTS_V2-cifar], so eager compiles are reused.
-  model = augment_net.NetworkCIFAR(genotypes.DARTS_V2, 8, 10, 3, False)
+  model = eval_network.NetworkCIFAR(zoo.DARTS_V2, 8, 10, 3, False)
   x = _images(2, 32, seed=1)
   return model, _fake_variables(model, x), x
 
@@ -159,7 +158,7 @@ def test_drop_path_needs_rng(tiny_darts_v2):
 
 def test_drop_path_mask_and_scale():
   x = jnp.ones((64, 2, 2, 3))
-  y = jax.jit(augment_net.drop_path)(x, 0.25, jax.random.key(0))  # Traced p.
+  y = jax.jit(eval_network.drop_path)(x, 0.25, jax.random.key(0))  # Traced p.
   per_example = np.asarray(y).reshape(64, -1)
   assert np.all(per_example == per_example[:, :1])  # One mask per example.
   values = set(np.unique(per_example).tolist())
@@ -167,7 +166,7 @@ def test_drop_path_mask_and_scale():
 
 
 def _cell_outputs(genotype, p, key):
-  cell = augment_net.Cell(genotype, 4, reduction=False, reduction_prev=False)
+  cell = eval_network.Cell(genotype, 4, reduction=False, reduction_prev=False)
   s0, s1 = _images(3, 6, seed=2), _images(3, 6, seed=3)
   variables = _fake_variables(cell, s0, s1=s1)
   out, _ = cell.apply(variables, s0, s1, train=True, drop_path_prob=p,
@@ -193,10 +192,10 @@ def test_identity_ops_never_dropped():
 # Ops.
 
 
-@pytest.mark.parametrize('name', sorted(augment_ops.AUGMENT_OPS))
+@pytest.mark.parametrize('name', sorted(eval_ops.AUGMENT_OPS))
 @pytest.mark.parametrize('stride', [1, 2])
 def test_op_shapes(name, stride):
-  op = augment_ops.get_augment_op(name)(6, stride, True)
+  op = eval_ops.get_augment_op(name)(6, stride, True)
   for size in (8, 7):
     x = jax.ShapeDtypeStruct((2, size, size, 6), jnp.float32)
     v = jax.eval_shape(lambda k, x: op.init(k, x, True), jax.random.key(0), x)
@@ -204,12 +203,12 @@ def test_op_shapes(name, stride):
         lambda v, x: op.apply(v, x, True, mutable=['batch_stats']), v, x)
     out = -(-size // stride)
     assert y.shape == (2, out, out, 6), (name, stride, size)
-  is_identity = isinstance(op, augment_ops.Identity)
+  is_identity = isinstance(op, eval_ops.Identity)
   assert is_identity == (name == 'skip_connect' and stride == 1)
 
 
 def test_factorized_reduce_matches_reference_slicing():
-  op = augment_ops.FactorizedReduce(6, affine=False)
+  op = eval_ops.FactorizedReduce(6, affine=False)
   x = _images(2, 8)[..., :3] * 2.0
   variables = _fake_variables(op, x)
   y = op.apply(variables, x)  # Eval: BN with mean 0, var 1.
@@ -221,7 +220,7 @@ def test_factorized_reduce_matches_reference_slicing():
 
 
 def test_avg_pool_excludes_padding():
-  op = augment_ops.get_augment_op('avg_pool_3x3')(3, 1, True)
+  op = eval_ops.get_augment_op('avg_pool_3x3')(3, 1, True)
   y = op.apply({}, jnp.ones((1, 4, 4, 3)))
   np.testing.assert_allclose(y, 1.0)
 
@@ -229,11 +228,11 @@ def test_avg_pool_excludes_padding():
 @pytest.mark.parametrize('kind', ['max', 'avg'])
 @pytest.mark.parametrize('stride', [1, 2])
 def test_pool_ops_match_reduce_window(kind, stride):
-  """The augment pools (darts_jax.pooling) give PyTorch's MaxPool2d / AvgPool2d
+  """The augment pools (darts_jax.nn.pooling) give PyTorch's MaxPool2d / AvgPool2d
   (count_include_pad=False) values and gradients, odd sizes included."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   x = jax.random.normal(jax.random.PRNGKey(stride), (2, 7, 6, 3))
-  op = augment_ops.get_augment_op(f'{kind}_pool_3x3')(3, stride, True)
+  op = eval_ops.get_augment_op(f'{kind}_pool_3x3')(3, stride, True)
   pad = ((1, 1), (1, 1))
   if kind == 'max':
     reference = lambda x: nn.max_pool(x, (3, 3), (stride, stride), pad)
@@ -247,41 +246,41 @@ def test_pool_ops_match_reduce_window(kind, stride):
 
 
 def test_none_op_is_zero():
-  op = augment_ops.get_augment_op('none')(3, 2, True)
+  op = eval_ops.get_augment_op('none')(3, 2, True)
   y = op.apply({}, jnp.ones((1, 5, 5, 3)))
   assert y.shape == (1, 3, 3, 3) and not np.any(y)
 
 
 def test_unknown_op():
   with pytest.raises(UserError, match='known ops: none, avg_pool_3x3'):
-    augment_ops.get_augment_op('sep_conv_9x9')
-  bad = genotypes.DARTS_V2._replace(
-      normal=(('sep_conv_9x9', 0),) + genotypes.DARTS_V2.normal[1:])
+    eval_ops.get_augment_op('sep_conv_9x9')
+  bad = zoo.DARTS_V2._replace(
+      normal=(('sep_conv_9x9', 0),) + zoo.DARTS_V2.normal[1:])
   with pytest.raises(UserError, match="unknown op 'sep_conv_9x9'.*known ops"):
-    augment_net.NetworkCIFAR(bad, 8, 10, 3)
-  config = augment_cifar10.get_config()
+    eval_network.NetworkCIFAR(bad, 8, 10, 3)
+  config = configs.augment_config()
   with pytest.raises(UserError, match='sep_conv_9x9'):
-    augment_net.build_augment_model(config.model, bad, 10)
+    eval_network.build_augment_model(config.model, bad, 10)
 
 
 def test_register_op():
   name = 'test_conv_1x1'
   g = Genotype(((name, 0), ('skip_connect', 1)), (2,),
                ((name, 0), ('max_pool_3x3', 1)), (2,))
-  augment_ops.register_augment_op(
-      name, lambda c, stride, affine: augment_ops.ReLUConvBN(c, 1, stride,
-                                                             affine))
+  eval_ops.register_augment_op(
+      name, lambda c, stride, affine: eval_ops.ReLUConvBN(c, 1, stride,
+                                                          affine))
   try:
     with pytest.raises(UserError, match='already registered'):
-      augment_ops.register_augment_op(name, lambda c, s, a: None)
-    model = augment_net.NetworkCIFAR(g, 4, 10, 3)
+      eval_ops.register_augment_op(name, lambda c, s, a: None)
+    model = eval_network.NetworkCIFAR(g, 4, 10, 3)
     assert summary.count_params(model, (1, 16, 16, 3)) > 0
   finally:
-    del augment_ops.AUGMENT_OPS[name]
+    del eval_ops.AUGMENT_OPS[name]
 
 
 def test_aux_head_too_small():
-  model = augment_net.NetworkCIFAR(genotypes.DARTS_V2, 8, 10, 3, True)
+  model = eval_network.NetworkCIFAR(zoo.DARTS_V2, 8, 10, 3, True)
   x = jax.ShapeDtypeStruct((1, 16, 16, 3), jnp.float32)
   with pytest.raises(UserError, match='auxiliary'):
     jax.eval_shape(lambda k, x: model.init(k, x), jax.random.key(0), x)
@@ -292,9 +291,9 @@ def test_aux_head_too_small():
 
 
 def test_params_cifar_darts_v2():
-  model = augment_net.build_augment_model(
-      augment_cifar10.get_config().model, 'DARTS_V2', 10)
-  assert isinstance(model, augment_net.NetworkCIFAR)
+  model = eval_network.build_augment_model(
+      configs.augment_config().model, 'DARTS_V2', 10)
+  assert isinstance(model, eval_network.NetworkCIFAR)
   n = summary.count_params(model, (1, 32, 32, 3))
   assert n == 3_349_342  # The reference code prints 3.349342 MB.
   assert abs(n / 3.3e6 - 1) < 0.02  # Paper: 3.3M.
@@ -309,16 +308,16 @@ def test_params_cifar_darts_v2():
 def test_params_cifar_published_cells(name, count, published):
   """Other zoo cells in the DARTS code's CIFAR-10 setting (C=36, 20 cells, auxiliary head
   not counted), against the parameter counts their papers report."""
-  model = augment_net.build_augment_model(augment_cifar10.get_config().model, name, 10)
+  model = eval_network.build_augment_model(configs.augment_config().model, name, 10)
   n = summary.count_params(model, (1, 32, 32, 3))
   assert n == count
   assert abs(n / published - 1) < 0.015
 
 
 def test_params_and_macs_imagenet_darts_v2():
-  model = augment_net.build_augment_model(
-      augment_imagenet.get_config().model, 'DARTS_V2', 1000)
-  assert isinstance(model, augment_net.NetworkImageNet)
+  model = eval_network.build_augment_model(
+      benchmarks.augment_imagenet().model, 'DARTS_V2', 1000)
+  assert isinstance(model, eval_network.NetworkImageNet)
   n = summary.count_params(model, (1, 224, 224, 3))
   assert n == 4_718_752
   assert abs(n / 4.7e6 - 1) < 0.02  # Paper: 4.7M.
@@ -331,8 +330,8 @@ def test_params_and_macs_imagenet_darts_v2():
 
 def test_params_and_macs_imagenet_pc_darts_image():
   """PC-DARTS's ImageNet-searched cell in the same mobile setting (C=48, 14 cells)."""
-  model = augment_net.build_augment_model(
-      augment_imagenet.get_config().model, 'PC_DARTS_image', 1000)
+  model = eval_network.build_augment_model(
+      benchmarks.augment_imagenet().model, 'PC_DARTS_image', 1000)
   n = summary.count_params(model, (1, 224, 224, 3))
   assert n == 5_342_464
   assert abs(n / 5.3e6 - 1) < 0.01  # Paper (Xu et al. 2020, Table 3): 5.3M.
@@ -343,8 +342,8 @@ def test_params_and_macs_imagenet_pc_darts_image():
 
 def test_params_imagenet_drnas_imagenet():
   """DrNAS's ImageNet-searched cell in the mobile setting (C=48, 14 cells)."""
-  model = augment_net.build_augment_model(
-      augment_imagenet.get_config().model, 'DrNAS_imagenet', 1000)
+  model = eval_network.build_augment_model(
+      benchmarks.augment_imagenet().model, 'DrNAS_imagenet', 1000)
   n = summary.count_params(model, (1, 224, 224, 3))
   assert n == 5_726_368
   assert abs(n / 5.7e6 - 1) < 0.01  # Chen et al. 2021 (DrNAS), ImageNet: 5.7M.
@@ -352,19 +351,19 @@ def test_params_imagenet_drnas_imagenet():
 
 def test_macs_of_ops():
   # sep_conv_3x3 on 8x8x4: two (depthwise 3x3 + pointwise) blocks.
-  op = augment_ops.get_augment_op('sep_conv_3x3')(4, 1, True)
+  op = eval_ops.get_augment_op('sep_conv_3x3')(4, 1, True)
   assert summary.count_macs(op, (2, 8, 8, 4)) == 2 * (64 * 9 * 4 + 64 * 16)
   # conv_7x1_1x7 stride 2: 8x4 outputs of the 1x7, then 4x4 of the 7x1.
-  op = augment_ops.get_augment_op('conv_7x1_1x7')(4, 2, True)
+  op = eval_ops.get_augment_op('conv_7x1_1x7')(4, 2, True)
   assert summary.count_macs(op, (1, 8, 8, 4)) == 32 * 7 * 16 + 16 * 7 * 16
   assert summary.count_macs(
-      augment_ops.get_augment_op('max_pool_3x3')(4, 1, True), (1, 8, 8, 4)) == 0
+      eval_ops.get_augment_op('max_pool_3x3')(4, 1, True), (1, 8, 8, 4)) == 0
 
 
 def test_macs_exclude_aux_head():
-  g = genotypes.DARTS_V2
-  with_aux = augment_net.NetworkCIFAR(g, 8, 10, 3, True)
-  without = augment_net.NetworkCIFAR(g, 8, 10, 3, False)
+  g = zoo.DARTS_V2
+  with_aux = eval_network.NetworkCIFAR(g, 8, 10, 3, True)
+  without = eval_network.NetworkCIFAR(g, 8, 10, 3, False)
   shape = (1, 32, 32, 3)
   assert summary.count_macs(with_aux, shape) == summary.count_macs(
       without, shape)
@@ -376,25 +375,38 @@ def test_macs_exclude_aux_head():
 # Configs and the summary CLI.
 
 
+def _experiment(name):
+  """experiments/{name}.py as a module (loaded from its file; experiments/ is no package)."""
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(REPO, 'experiments', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def test_configs():
-  for module, network in ((augment_cifar10, 'cifar'),
-                          (augment_imagenet, 'imagenet')):
-    config = module.get_config()
+  for get_config, experiment, network in (
+      (configs.augment_config, 'augment_cifar10', 'cifar'),
+      (benchmarks.augment_imagenet, 'augment_imagenet', 'imagenet')):
+    config = get_config()
     assert config.mode == 'augment' and config.model.network == network
     assert set(config.train) >= {'batch_size', 'epochs', 'lr', 'lr_schedule',
                                  'weight_decay', 'grad_clip', 'cutout'}
+    # The experiment file is the package config, and documents its command.
+    module = _experiment(experiment)
+    assert module.get_config().to_dict() == config.to_dict()
     assert module.__doc__ and 'python -m darts_jax' in module.__doc__
 
 
 def test_build_rejects_bad_network():
-  config = augment_cifar10.get_config()
+  config = configs.augment_config()
   config.model.network = 'resnet'
   with pytest.raises(UserError, match="'cifar', 'imagenet'|cifar, imagenet"):
-    augment_net.build_augment_model(config.model, 'DARTS_V2', 10)
+    eval_network.build_augment_model(config.model, 'DARTS_V2', 10)
 
 
 def test_summarize_small():
-  config = augment_cifar10.get_config()
+  config = configs.augment_config()
   config.model.layers = 3
   config.model.init_channels = 8
   out = summary.summarize(config, 'PDARTS')
@@ -407,13 +419,14 @@ def test_summarize_small():
   config.model.auxiliary = False  # Its head needs 8x8 features after two reductions.
   digits = summary.summarize(config, 'PDARTS')
   assert digits['input_shape'] == [1, 8, 8, 1]
-  one_channel = augment_net.build_augment_model(config.model, 'PDARTS', 10)
+  one_channel = eval_network.build_augment_model(config.model, 'PDARTS', 10)
   assert digits['params'] == summary.count_params(one_channel, (1, 8, 8, 1)) < out['params']
   config.dataset.name = 'svhn'
   with pytest.raises(UserError, match="unknown dataset 'svhn'"):
     summary.summarize(config, 'PDARTS')
 
 
+@pytest.mark.slow
 def test_summary_cli_error():
   result = subprocess.run(
       [sys.executable, '-m', 'darts_jax.summary',
@@ -428,7 +441,7 @@ def test_summary_cli_error():
 def test_count_matches_module_kernels():
   # Every conv kernel of the inference network is seen by count_macs: a 1x1
   # image makes each conv's MACs equal to its kernel size (stride 1 or 2).
-  model = augment_net.NetworkCIFAR(genotypes.DARTS_V2, 4, 10, 3, False)
+  model = eval_network.NetworkCIFAR(zoo.DARTS_V2, 4, 10, 3, False)
   shape = (1, 1, 1, 3)
   params = jax.eval_shape(
       lambda k: model.init(k, jnp.zeros(shape)), jax.random.key(0))['params']

@@ -6,11 +6,12 @@ import os
 
 import pytest
 
-from darts_jax import augment
 from darts_jax import configs
 from darts_jax import data
-from darts_jax import search
+from darts_jax import spaces
 from darts_jax.errors import UserError
+from darts_jax.train import checks
+from darts_jax.train import search
 
 EXPERIMENTS = os.path.join(os.path.dirname(__file__), '..', 'experiments')
 NOT_CONFIGS = ('benchmark.py', 'pytorch_augment_reference.py', 'pytorch_reference.py',
@@ -42,12 +43,18 @@ def _check(config):
   base = configs.search_config() if config.mode == 'search' else configs.augment_config()
   missing = _fields(base) - _fields(config)
   assert not missing, f'fields the {config.mode} trainer reads are missing: {sorted(missing)}'
-  check = search.check_config if config.mode == 'search' else augment.check_config
-  check(config, data.get_info(config.dataset.name), num_devices=1, process_count=1)
+  info = data.get_info(config.dataset.name)
+  if config.mode == 'search':
+    search.check_config(config, info, num_devices=1, process_count=1)
+    return
+  checks.check_evaluation(config, num_devices=1, process_count=1)
+  space, arch = spaces.load_arch(config.genotype, config.get('search_space', {}).get('name', ''))
+  space.eval_network(arch, config.model, info)
 
 
 def test_every_config_file_is_checked():
-  assert 'augment_imagenet.py' in CONFIG_FILES and len(CONFIG_FILES) >= 10
+  assert 'augment_imagenet.py' in CONFIG_FILES and 'custom_space.py' in CONFIG_FILES
+  assert len(CONFIG_FILES) >= 12
 
 
 @pytest.mark.parametrize('name', CONFIG_FILES)

@@ -7,7 +7,7 @@ from jax import lax
 import numpy as np
 import pytest
 
-from darts_jax import conv
+from darts_jax.nn import conv
 
 
 def _grouped_reference(x, kernels, stride, dilation):

@@ -1,4 +1,5 @@
-"""Tests for darts_jax.data, .tfds_builders and .augmentation (no network)."""
+"""Tests for darts_jax.data: datasets, imagenet, splits, loader, tfds_builders and
+augmentation (no network)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from darts_jax import augmentation
 from darts_jax import data
-from darts_jax import tfds_builders
+from darts_jax.data import augmentation
+from darts_jax.data import datasets
+from darts_jax.data import imagenet
+from darts_jax.data import loader as loader_lib
+from darts_jax.data import splits
+from darts_jax.data import tfds_builders
 from darts_jax.errors import UserError
 
 
@@ -171,7 +176,7 @@ def test_imagenet_mock_data(tmp_path):
     test = data.load_source('imagenet2012', 'test', data_dir=str(tmp_path))
     a, la = train.get(np.arange(4))
     b, _ = train.get(np.arange(4))
-    c, _ = data.for_epoch(train, 1).get(np.arange(4))
+    c, _ = loader_lib.for_epoch(train, 1).get(np.arange(4))
     t, lt = test.get(np.array([1, 3]))
   assert a.shape == (4, 224, 224, 3) and a.dtype == np.uint8
   assert la.dtype == np.int32 and lt.shape == (2,)
@@ -198,10 +203,10 @@ def test_epoch_loader_draws_each_epochs_imagenet_crops(tmp_path):
 def test_imagenet_preprocessing_shapes():
   rng = np.random.default_rng(0)
   image = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
-  out = data.random_resized_crop_flip(image, np.random.default_rng(3))
+  out = imagenet.random_resized_crop_flip(image, np.random.default_rng(3))
   assert out.shape == (224, 224, 3) and out.dtype == np.uint8
   small = rng.integers(0, 256, (50, 40, 3), dtype=np.uint8)
-  assert data.resize_center_crop(small).shape == (224, 224, 3)
+  assert imagenet.resize_center_crop(small).shape == (224, 224, 3)
 
 
 def test_digits():
@@ -238,14 +243,14 @@ def test_search_split_random():
 def test_ordered_split_is_the_darts_codes():
   """The DARTS code: search-train = the first floor(portion * n) of the official order."""
   positions = np.random.default_rng(0).permutation(11)  # Record i is example positions[i].
-  train, val = data.ordered_split(positions, 0.5)
+  train, val = splits.ordered_split(positions, 0.5)
   assert sorted(positions[train].tolist()) == [0, 1, 2, 3, 4]
   assert sorted(positions[val].tolist()) == [5, 6, 7, 8, 9, 10]
   assert (np.diff(train) > 0).all() and (np.diff(val) > 0).all()
   with pytest.raises(UserError, match='not a permutation'):
-    data.ordered_split(np.array([0, 0, 1]), 0.5)
+    splits.ordered_split(np.array([0, 0, 1]), 0.5)
   with pytest.raises(UserError, match='train_portion must be in'):
-    data.ordered_split(positions, 1.0)
+    splits.ordered_split(positions, 1.0)
 
 
 def _write_json(path, obj):
@@ -261,7 +266,7 @@ def test_file_split_reads_autodls_split_files(tmp_path):
                                                 'valid': ['int', ['1', '2']]})
   plain = _write_json(tmp_path / 'plain.json', {'train': [0, 4, 5], 'valid': [1, 2]})
   for path in (typed, plain):
-    train, val = data.file_split(positions, path)
+    train, val = splits.file_split(positions, path)
     np.testing.assert_array_equal(train, [1, 2, 4])  # Records holding examples 0, 4, 5.
     np.testing.assert_array_equal(val, [3, 5])
   bad = {'overlap.json': ({'train': [0, 1], 'valid': [1, 2]}, 'overlap'),
@@ -272,10 +277,10 @@ def test_file_split_reads_autodls_split_files(tmp_path):
          'words.json': ({'train': ['a'], 'valid': [1]}, 'must be JSON with')}
   for name, (content, message) in bad.items():
     with pytest.raises(UserError, match=message):
-      data.file_split(positions, _write_json(tmp_path / name, content))
+      splits.file_split(positions, _write_json(tmp_path / name, content))
   (tmp_path / 'text.txt').write_text('train: 0 1 2')
   with pytest.raises(UserError, match='cannot read the split file'):
-    data.file_split(positions, str(tmp_path / 'text.txt'))
+    splits.file_split(positions, str(tmp_path / 'text.txt'))
 
 
 class _RecordsWithIds:
@@ -301,7 +306,7 @@ def test_search_indices_by_config(tmp_path):
                        data.search_split_random(1437, 0.5, seed=3)):
     np.testing.assert_array_equal(got, want)
   # tfds's own CIFAR records are shuffled; their ids give the official positions.
-  shuffled = data.TfdsSource(_RecordsWithIds([b'train_00002', b'train_00000', 'train_00003',
+  shuffled = datasets.TfdsSource(_RecordsWithIds([b'train_00002', b'train_00000', 'train_00003',
                                               b'train_00001']))
   np.testing.assert_array_equal(shuffled.official_positions(), [2, 0, 3, 1])
   train, val = data.search_indices(shuffled, 'ordered', 0.5, seed=0)
@@ -310,7 +315,7 @@ def test_search_indices_by_config(tmp_path):
   train, val = data.search_indices(shuffled, split_file, 0.5, seed=0)
   np.testing.assert_array_equal(train, [2])
   np.testing.assert_array_equal(val, [1, 3])
-  anonymous = data.TfdsSource(_RecordsWithIds(['a', 'b']))
+  anonymous = datasets.TfdsSource(_RecordsWithIds(['a', 'b']))
   with pytest.raises(UserError, match='search_split="random"'):
     data.search_indices(anonymous, 'ordered', 0.5, seed=0)
   with pytest.raises(UserError, match='set config.dataset.search_split="random" with it'):
@@ -372,11 +377,11 @@ def test_epoch_batches_cycle_a_smaller_split():
 
 def test_batch_loader():
   rng = np.random.default_rng(0)
-  source = data.ArraySource(
+  source = datasets.ArraySource(
       rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8),
       np.arange(50, dtype=np.int32))
   batches = data.epoch_batches(np.arange(50), 8, seed=0, epoch=0)
-  loader = data.BatchLoader(source, batches)
+  loader = loader_lib.BatchLoader(source, batches)
   out = list(loader)
   assert len(out) == len(batches) == 6
   for step, item in enumerate(out):
@@ -384,11 +389,11 @@ def test_batch_loader():
     np.testing.assert_array_equal(item['image'], images)
     np.testing.assert_array_equal(item['label'], labels)
   assert loader.wait_seconds >= 0.0
-  resumed = list(data.BatchLoader(source, batches, start_step=4))
+  resumed = list(loader_lib.BatchLoader(source, batches, start_step=4))
   assert len(resumed) == 2
   np.testing.assert_array_equal(resumed[0]['label'], out[4]['label'])
   # Stopping early does not hang.
-  for _ in data.BatchLoader(source, batches, prefetch=2):
+  for _ in loader_lib.BatchLoader(source, batches, prefetch=2):
     break
 
 
@@ -403,7 +408,7 @@ def test_batch_loader_propagates_errors():
       raise RuntimeError('boom')
 
   with pytest.raises(RuntimeError, match='boom'):
-    list(data.BatchLoader(Broken(), np.zeros((3, 2), np.int64)))
+    list(loader_lib.BatchLoader(Broken(), np.zeros((3, 2), np.int64)))
 
 
 def test_normalize():
@@ -455,16 +460,16 @@ def test_cutout():
 def test_color_jitter_like_torchvisions():
   rng = np.random.default_rng(0)
   image = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
-  assert np.array_equal(data.color_jitter(image, rng, 0, 0, 0, 0), image)  # Identity.
-  out = data.color_jitter(image, np.random.default_rng(1), 0.4, 0.4, 0.4, 0.2)
+  assert np.array_equal(imagenet.color_jitter(image, rng, 0, 0, 0, 0), image)  # Identity.
+  out = imagenet.color_jitter(image, np.random.default_rng(1), 0.4, 0.4, 0.4, 0.2)
   assert out.shape == image.shape and out.dtype == np.uint8 and not np.array_equal(out, image)
   np.testing.assert_array_equal(
-      out, data.color_jitter(image, np.random.default_rng(1), 0.4, 0.4, 0.4, 0.2))
+      out, imagenet.color_jitter(image, np.random.default_rng(1), 0.4, 0.4, 0.4, 0.2))
   # Brightness alone scales every pixel by one factor in [0.6, 1.4].
   gray = np.full((4, 4, 3), 100, np.uint8)
-  factors = {int(data.color_jitter(gray, np.random.default_rng(s), 0.4, 0, 0, 0)[0, 0, 0])
+  factors = {int(imagenet.color_jitter(gray, np.random.default_rng(s), 0.4, 0, 0, 0)[0, 0, 0])
              for s in range(50)}
   assert min(factors) >= 60 and max(factors) <= 140 and len(factors) > 20
   # Hue alone keeps a gray image gray (no saturation to rotate).
   np.testing.assert_array_equal(
-      data.color_jitter(gray, np.random.default_rng(2), 0, 0, 0, 0.5), gray)
+      imagenet.color_jitter(gray, np.random.default_rng(2), 0, 0, 0, 0.5), gray)

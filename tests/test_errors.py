@@ -7,15 +7,14 @@ import tempfile
 
 import pytest
 
+from darts_jax import configs
 from darts_jax import data
-from darts_jax import genotypes
 from darts_jax import main
-from darts_jax import search
 from darts_jax.errors import UserError
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
-import augment_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
-import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+from darts_jax.spaces.darts import zoo
+from darts_jax.spaces.darts.genotype import GenotypeError
+from darts_jax.train import checks
+from darts_jax.train import search
 
 
 def _set(path, value):
@@ -81,7 +80,7 @@ AUGMENT_CASES = [
 @pytest.mark.parametrize('name,edit,fragment', CASES, ids=[c[0] for c in CASES])
 def test_bad_config(tmp_path, name, edit, fragment):
   del name
-  config = search_tiny.get_config()
+  config = configs.search_tiny_config()
   edit(config)
   _assert_clear_error(config, tmp_path, fragment)
 
@@ -89,7 +88,7 @@ def test_bad_config(tmp_path, name, edit, fragment):
 @pytest.mark.parametrize('name,edit,fragment', AUGMENT_CASES, ids=[c[0] for c in AUGMENT_CASES])
 def test_bad_augment_config(tmp_path, name, edit, fragment):
   del name
-  config = augment_digits.get_config()
+  config = configs.augment_digits_config()
   edit(config)
   _assert_clear_error(config, tmp_path, fragment)
 
@@ -109,7 +108,7 @@ def test_workdir_is_a_file(tmp_path):
   path = tmp_path / 'file'
   path.write_text('keep me')
   with pytest.raises(UserError, match='is a file'):
-    main.run(search_tiny.get_config(), str(path))
+    main.run(configs.search_tiny_config(), str(path))
   assert path.read_text() == 'keep me'
 
 
@@ -117,32 +116,33 @@ def test_workdir_below_a_file(tmp_path):
   path = tmp_path / 'file'
   path.write_text('keep me')
   with pytest.raises(UserError, match='cannot create workdir'):
-    main.run(search_tiny.get_config(), str(path / 'run'))
+    main.run(configs.search_tiny_config(), str(path / 'run'))
   assert path.read_text() == 'keep me'
 
 
 def test_augment_in_a_search_workdir(tmp_path):
   (tmp_path / 'config.json').write_text('{"mode": "search"}')
   with pytest.raises(UserError, match="'search' run"):
-    main.run(augment_digits.get_config(), str(tmp_path))
+    main.run(configs.augment_digits_config(), str(tmp_path))
   assert (tmp_path / 'config.json').read_text() == '{"mode": "search"}'
 
 
 def test_workdir_of_another_mode(tmp_path):
   (tmp_path / 'config.json').write_text('{"mode": "augment"}')
   with pytest.raises(UserError, match="'augment' run"):
-    main.run(search_tiny.get_config(), str(tmp_path))
+    main.run(configs.search_tiny_config(), str(tmp_path))
   assert (tmp_path / 'config.json').read_text() == '{"mode": "augment"}'
 
 
 @pytest.mark.parametrize('text', ["Genotype(normal=[('sep_conv_3x3', 0)", 'DARTS_V9',
                                   "__import__('os').system('true')"])
 def test_malformed_genotype(text):
-  with pytest.raises(genotypes.GenotypeError) as info:
-    genotypes.load_genotype(text)
+  with pytest.raises(GenotypeError) as info:
+    zoo.load_genotype(text)
   assert '\n' not in str(info.value)
 
 
+@pytest.mark.slow
 def test_main_prints_one_error_line_and_exits_2(tmp_path):
   proc = subprocess.run(
       [sys.executable, '-m', 'darts_jax.main', '--config=experiments/search_tiny.py',
@@ -196,6 +196,7 @@ TOOL_CASES = [  # (module, args; {tmp} is a fresh directory, {file} a file in it
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('module,args,fragment', TOOL_CASES,
                          ids=[f'{c[0]} {c[2]}' for c in TOOL_CASES])
 def test_tool_error_is_one_line(tmp_path, module, args, fragment):
@@ -212,6 +213,7 @@ def test_tool_error_is_one_line(tmp_path, module, args, fragment):
   assert not os.path.exists(tmp_path / 'report.html')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,args,fragment', COMMAND_CASES, ids=[c[0] for c in COMMAND_CASES])
 def test_command_line_error_is_one_line(tmp_path, name, args, fragment):
   del name
@@ -232,22 +234,22 @@ def test_command_line_error_is_one_line(tmp_path, name, args, fragment):
 
 
 def test_unknown_compute_dtype_and_bfloat16_warning_on_cpu(caplog):
-  config = search_tiny.get_config()
+  config = configs.search_tiny_config()
   config.model.compute_dtype = 'float16'
   with pytest.raises(UserError, match="use one of \\('float32', 'bfloat16'\\)"):
-    search.check_compute_dtype(config)
+    checks.check_compute_dtype(config.model)
   config.model.compute_dtype = 'bfloat16'
   with caplog.at_level('WARNING'):
-    search.check_compute_dtype(config)
+    checks.check_compute_dtype(config.model)
   assert any('use float32 on CPU' in r.getMessage() for r in caplog.records)
   caplog.clear()
   config.model.compute_dtype = 'float32'
-  search.check_compute_dtype(config)
+  checks.check_compute_dtype(config.model)
   assert not caplog.records
 
 
 def test_finite_difference_second_order_needs_float32():
-  config = search_tiny.get_config('second_fd')
+  config = configs.search_tiny_config('second_fd')
   config.model.compute_dtype = 'bfloat16'
   info = data.get_info(config.dataset.name)
   with pytest.raises(UserError, match="second_fd perturbs the weights.*compute_dtype='float32'"):

@@ -1,4 +1,5 @@
-"""Tests for darts_jax.genotypes: parsing, derivation, zoo, load/save."""
+"""Tests for darts_jax.spaces.darts.genotype, .genotype_text and .zoo: parsing, derivation,
+zoo, load/save."""
 
 import json
 import os
@@ -6,12 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from darts_jax import genotypes as G
 from darts_jax.errors import UserError
-from darts_jax.genotypes import (
-    DARTS_V2, PRIMITIVES, ZOO, Genotype, GenotypeError, derive_genotype,
-    edge_list, genotype_from_json, genotype_to_json, genotype_to_text,
-    load_genotype, num_edges, parse_genotype, save_genotype)
+from darts_jax.spaces.darts import genotype as G
+from darts_jax.spaces.darts.genotype import (
+    PRIMITIVES, Genotype, GenotypeError, derive_genotype, edge_list, genotype_from_json,
+    genotype_to_json, num_edges)
+from darts_jax.spaces.darts.genotype_text import genotype_to_text, parse_genotype
+from darts_jax.spaces.darts.zoo import DARTS_V2, ZOO, load_genotype, save_genotype
 
 # The published texts exactly as in the facts file (PDARTS has missing spaces).
 FACTS_TEXTS = {

@@ -1,27 +1,21 @@
 """The host-side init draws every parameter as flax's initializers would."""
 
-import os
-import sys
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from darts_jax import augment
-from darts_jax import augment_net
-from darts_jax import augment_ops
+from darts_jax import configs
 from darts_jax import data
-from darts_jax import genotypes
-from darts_jax import initializers
-from darts_jax import methods
-from darts_jax import search
-from darts_jax.initializers import Spec
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
-import augment_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
-import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+from darts_jax.methods.base import Forward
+from darts_jax.nn import initializers
+from darts_jax.nn.initializers import Spec
+from darts_jax.spaces.darts import eval_network
+from darts_jax.spaces.darts import eval_ops
+from darts_jax.spaces.darts import zoo
+from darts_jax.train import augment
+from darts_jax.train import search
 
 SPECS = [
     # (spec, shape as the module asks for it): PyTorch-default depthwise and pointwise
@@ -85,13 +79,14 @@ def _compare_with_flax(host_vars, flax_vars):
 
 
 def test_search_network_matches_flax_init():
-  config = search_tiny.get_config()
+  config = configs.search_tiny_config()
   info = data.get_info(config.dataset.name)
-  model = search.build_model(config, info.num_classes)
-  state = search.init_state(model, config, info)
+  parts = search.SearchParts.from_config(config, info.num_classes)
+  model = parts.model
+  state = parts.init_state(info.image_shape)
   x = jnp.zeros((1,) + info.image_shape, jnp.float32)
-  flax_vars = jax.jit(lambda k: model.init(
-      k, x, methods.eval_weights(config, state['alphas']), train=True))(jax.random.key(1))
+  weights = parts.method.edge_weights(state['alphas'], Forward.VALIDATION, None, 0)
+  flax_vars = jax.jit(lambda k: model.init(k, x, weights, train=True))(jax.random.key(1))
   _compare_with_flax({'params': state['params'], 'batch_stats': state['batch_stats']},
                      flax_vars)
   # The scanned edges' stacked kernels: one independent draw per edge.
@@ -103,11 +98,11 @@ def test_search_network_matches_flax_init():
 
 
 def test_evaluation_network_matches_flax_init():
-  config = augment_digits.get_config()
+  config = configs.augment_digits_config()
   info = data.get_info(config.dataset.name)
-  genotype = genotypes.load_genotype(config.genotype, known_ops=tuple(augment_ops.AUGMENT_OPS))
-  model = augment_net.build_augment_model(config.model, genotype, info.num_classes)
-  state = augment.init_state(model, config, info)
+  genotype = zoo.load_genotype(config.genotype, known_ops=tuple(eval_ops.AUGMENT_OPS))
+  model = eval_network.build_augment_model(config.model, genotype, info.num_classes)
+  state = augment.init_state(model, info.image_shape, config.seed)
   x = jnp.zeros((1,) + info.image_shape, jnp.float32)
   flax_vars = jax.jit(lambda k: model.init(k, x, train=True))(jax.random.key(1))
   _compare_with_flax({'params': state['params'], 'batch_stats': state['batch_stats']},
@@ -115,13 +110,14 @@ def test_evaluation_network_matches_flax_init():
 
 
 def test_host_init_is_a_function_of_the_seed():
-  config = search_tiny.get_config()
+  config = configs.search_tiny_config()
   info = data.get_info(config.dataset.name)
-  model = search.build_model(config, info.num_classes)
-  a, b = (search.init_state(model, config, info)['params'] for _ in range(2))
+  init = lambda: search.SearchParts.from_config(config, info.num_classes).init_state(
+      info.image_shape)['params']
+  a, b = (init() for _ in range(2))
   jax.tree.map(np.testing.assert_array_equal, a, b)
   config.seed += 1
-  c = search.init_state(model, config, info)['params']
+  c = init()
   assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c))
              if np.std(x) > 0)
 

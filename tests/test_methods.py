@@ -1,55 +1,64 @@
-"""Search methods (darts_jax/methods.py): edge weights, supernet options, searches end to end.
+"""Search methods (darts_jax/methods/): edge weights, supernet options, hooks.
 
-The unit tests run in seconds. Each method's tiny DARTS-space search compiles a whole
-bilevel step (13-17 s each on an idle 2-core CPU with a cold compilation cache);
-tests/test_nb201.py runs the same searches in the NAS-Bench-201 space.
+Unit tests of each built-in method's maths; tests/test_plugins.py runs every registered
+method in every registered space end to end.
 """
 
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from darts_jax import genotypes
-from darts_jax import initializers
-from darts_jax import method_configs
 from darts_jax import methods
-from darts_jax import search
-from darts_jax import supernet
+from darts_jax import spaces
+from darts_jax.configs import benchmarks
 from darts_jax.errors import UserError
+from darts_jax.methods import gdas
+from darts_jax.methods import pc_darts
+from darts_jax.methods.base import Forward
+from darts_jax.nn import initializers
+from darts_jax.spaces import mixed_edges
+from darts_jax.spaces.darts import genotype as genotypes
+from darts_jax.train import search
 
 
 def cfg(method='darts', tiny=True):
-  return method_configs.search_cifar10(method + (',tiny' if tiny else ''))
+  return benchmarks.search_cifar10(method + (',tiny' if tiny else ''))
+
+
+def method_of(config):
+  return methods.from_config(config, spaces.from_config(config))
 
 
 # ---------------------------------------------------------------------------
 # Edge weights.
 
 
-def test_darts_init_and_weights_are_unchanged():
-  config = cfg('darts', tiny=False)
+def test_darts_init_and_weights_are_the_reference_codes():
+  """1e-3 * N(0, 1) per cell type from one key split (the reference's _initialize_alphas),
+  softmax edge weights in every forward."""
+  method = method_of(cfg('darts', tiny=False))
   key = jax.random.key(3)
-  a = methods.init_arch(config, key, 8)
-  b = search.init_alphas(key, 14, 8)
-  np.testing.assert_array_equal(a['normal'], b['normal'])
-  np.testing.assert_array_equal(a['reduce'], b['reduce'])
-  w = methods.train_weights_fn(config, key, 0)(a)
-  np.testing.assert_array_equal(w['normal'], search.edge_weights(a)['normal'])
+  a = method.init_alphas(key)
+  kn, kr = jax.random.split(key)
+  np.testing.assert_array_equal(a['normal'], 1e-3 * jax.random.normal(kn, (14, 8)))
+  np.testing.assert_array_equal(a['reduce'], 1e-3 * jax.random.normal(kr, (14, 8)))
+  for forward in Forward:
+    w = method.edge_weights(a, forward, key, 0)
+    np.testing.assert_array_equal(w['normal'], jax.nn.softmax(a['normal'], -1))
 
 
 def test_gdas_forward_is_one_hot_and_gradient_only_through_sampled_op():
   alpha = jnp.array([[0.1, 0.5, -0.2, 0.0], [1.0, 0.0, 0.0, 0.0]])
   key = jax.random.key(0)
   tau = 0.5
-  w = methods.gumbel_hard(key, alpha, tau)
+  w = gdas.gumbel_hard(key, alpha, tau)
   assert set(np.unique(np.asarray(w))) <= {0.0, 1.0}
   np.testing.assert_array_equal(np.sum(w, -1), [1.0, 1.0])
   # d/dalpha of sum(c * w) equals the gradient of the sampled soft probability only.
   c = jnp.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
-  g = jax.grad(lambda a: jnp.sum(c * methods.gumbel_hard(key, a, tau)))(alpha)
+  g = jax.grad(lambda a: jnp.sum(c * gdas.gumbel_hard(key, a, tau)))(alpha)
   sampled = jnp.argmax(w, -1)
 
   def soft(a):
@@ -65,10 +74,10 @@ def test_gdas_every_op_form_passes_gradient_to_every_soft_probability():
   """AutoDL's `one_h - probs.detach() + probs` (NAS-Bench-201): same one-hot value."""
   alpha = jnp.array([[0.1, 0.5, -0.2, 0.0], [1.0, 0.0, 0.0, 0.0]])
   key, tau = jax.random.key(0), 0.5
-  w = methods.gumbel_hard(key, alpha, tau, every_op=True)
-  np.testing.assert_array_equal(w, methods.gumbel_hard(key, alpha, tau))
+  w = gdas.gumbel_hard(key, alpha, tau, every_op=True)
+  np.testing.assert_array_equal(w, gdas.gumbel_hard(key, alpha, tau))
   c = jnp.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
-  g = jax.grad(lambda a: jnp.sum(c * methods.gumbel_hard(key, a, tau, every_op=True)))(alpha)
+  g = jax.grad(lambda a: jnp.sum(c * gdas.gumbel_hard(key, a, tau, every_op=True)))(alpha)
 
   def soft(a):
     gum = jax.random.gumbel(key, a.shape, a.dtype)
@@ -76,8 +85,8 @@ def test_gdas_every_op_form_passes_gradient_to_every_soft_probability():
 
   np.testing.assert_allclose(g, jax.grad(lambda a: jnp.sum(c * soft(a)))(alpha), rtol=1e-5,
                              atol=1e-7)
-  assert methods.network_options(method_configs.search_nb201('gdas'))['unsampled_passthrough']
-  assert 'unsampled_passthrough' not in methods.network_options(cfg('gdas', tiny=False))
+  assert method_of(benchmarks.search_nb201('gdas')).supernet_options().unsampled_passthrough
+  assert not method_of(cfg('gdas', tiny=False)).supernet_options().unsampled_passthrough
 
 
 def test_unsampled_passthrough_is_autodls_nb201_gdas_cell():
@@ -106,24 +115,26 @@ def test_unsampled_passthrough_is_autodls_nb201_gdas_cell():
 def test_gdas_temperature_is_linear_from_tau_max_to_tau_min():
   config = cfg('gdas', tiny=False)
   config.train.epochs = 11
-  taus = [float(methods.gdas_tau(config, e)) for e in range(11)]
+  method = method_of(config)
+  taus = [float(method.tau(e)) for e in range(11)]
   np.testing.assert_allclose(taus[0], 10.0)
   np.testing.assert_allclose(taus[-1], 0.1, rtol=1e-5)
   np.testing.assert_allclose(np.diff(taus), -0.99, rtol=1e-5)
 
 
 def test_gdas_eval_and_derivation():
-  config = cfg('gdas', tiny=False)
-  a = methods.init_arch(config, jax.random.key(1), 8)
-  w = methods.eval_weights(config, a)
+  method = method_of(cfg('gdas', tiny=False))
+  a = method.init_alphas(jax.random.key(1))
+  w = method.edge_weights(a, Forward.VALIDATION, None, 0)
   np.testing.assert_array_equal(np.argmax(w['normal'], -1), np.argmax(a['normal'], -1))
   assert np.all(np.sum(w['normal'], -1) == 1)
 
 
 def test_drnas_dirichlet_sample_gradient_and_mean():
   config = cfg('drnas', tiny=False)
-  a = methods.init_arch(config, jax.random.key(1), 8)
-  fn = methods.train_weights_fn(config, jax.random.key(2), 0)
+  method = method_of(config)
+  a = method.init_alphas(jax.random.key(1))
+  fn = lambda alphas: method.edge_weights(alphas, Forward.WEIGHT_STEP, jax.random.key(2), 0)
   w = fn(a)
   np.testing.assert_allclose(np.sum(w['normal'], -1), 1.0, rtol=1e-5)
   assert np.all(np.asarray(w['normal']) >= 0)
@@ -135,36 +146,38 @@ def test_drnas_dirichlet_sample_gradient_and_mean():
   # Derivation ranks the Dirichlet mean c / sum(c) of c = softplus(a) + eps, not a softmax.
   an = np.asarray(a['normal'], np.float64)
   conc = np.log1p(np.exp(an)) + config.method.dirichlet_eps
-  mean = methods.derivation_weights(config, a)['normal']
+  mean = method.derivation_weights(a)['normal']
   np.testing.assert_allclose(mean, conc / conc.sum(-1, keepdims=True), rtol=1e-5)
 
 
 def test_pc_darts_edge_normalization():
-  config = cfg('pc_darts', tiny=False)
-  a = methods.init_arch(config, jax.random.key(1), 8)
+  method = method_of(cfg('pc_darts', tiny=False))
+  a = method.init_alphas(jax.random.key(1))
   assert a['normal_beta'].shape == (14,)
-  dst = methods.edge_destinations(config)
-  beta = methods.edge_softmax(a['normal_beta'] * 100, dst)
-  for node in range(4):
+  dst = method.space.edge_destinations()
+  beta = pc_darts.edge_softmax(a['normal_beta'] * 100, dst)
+  for node in range(2, 6):
     np.testing.assert_allclose(np.sum(beta[dst == node]), 1.0, rtol=1e-5)
-  w = methods.derivation_weights(config, a)['normal']
-  expect = np.asarray(jax.nn.softmax(a['normal'], -1) * methods.edge_softmax(
+  w = method.derivation_weights(a)['normal']
+  expect = np.asarray(jax.nn.softmax(a['normal'], -1) * pc_darts.edge_softmax(
       a['normal_beta'], dst)[:, None])
   np.testing.assert_allclose(w, expect, rtol=1e-6)
 
 
 def test_arch_start_epoch_freezes_alphas():
-  config = cfg('pc_darts', tiny=False)
+  method = method_of(cfg('pc_darts', tiny=False))
   new, old = {'a': jnp.ones(2)}, {'a': jnp.zeros(2)}
-  np.testing.assert_array_equal(methods.gate_arch_update(config, 14, new, old)['a'], 0)
-  np.testing.assert_array_equal(methods.gate_arch_update(config, 15, new, old)['a'], 1)
+  np.testing.assert_array_equal(method.gate_alpha_update(14, new, old)['a'], 0)
+  np.testing.assert_array_equal(method.gate_alpha_update(15, new, old)['a'], 1)
 
 
 def test_random_path_is_a_genotype():
   config = cfg('random_ws', tiny=False)
-  prims = methods.primitives(config)
+  method = method_of(config)
+  space = method.space
+  prims = space.primitives
   for seed in range(5):
-    path = methods.sample_path(config, jax.random.key(seed), len(prims))
+    path = space.random_path(jax.random.key(seed))
     for cell in ('normal', 'reduce'):
       p = np.asarray(path[cell])
       assert p[:, 0].sum() == 0  # never 'none'
@@ -172,7 +185,7 @@ def test_random_path_is_a_genotype():
       for node in range(4):
         assert p[start:start + node + 2].sum() == 2
         start += node + 2
-    g = methods.derive(config, path)
+    g = space.derive(method.derivation_weights(path))
     genotypes.validate_genotype(g)
     # The derived cell is exactly the path's edges.
     for cell, pairs in (('normal', g.normal), ('reduce', g.reduce)):
@@ -180,20 +193,21 @@ def test_random_path_is_a_genotype():
       chosen = {(edges[r][0], edges[r][1], prims[int(np.argmax(path[cell][r]))])
                 for r in range(14) if np.asarray(path[cell][r]).sum() > 0}
       assert chosen == {(i // 2, src, op) for i, (op, src) in enumerate(pairs)}
-  assert methods.random_architecture(config, 0).normal
+  assert space.random_arch(0).normal
 
 
 def test_config_errors_are_clear():
   config = cfg('darts', tiny=False)
   config.method.name = 'enas'
-  with pytest.raises(UserError, match='enas'):
-    methods.check_config(config)
+  with pytest.raises(UserError, match="unknown config.method.name 'enas'; registered search "
+                                      'methods: darts, gdas'):
+    method_of(config)
   config = cfg('pc_darts', tiny=False)
   config.method.partial_channels = 3
   with pytest.raises(UserError, match='partial_channels'):
-    methods.check_config(config)
+    method_of(config)
   with pytest.raises(ValueError, match='unknown method'):
-    method_configs.parse_arg('gdaz')
+    benchmarks.parse_arg('gdaz')
 
 
 def test_update_order_and_sgd_follow_each_methods_official_trainer():
@@ -206,9 +220,9 @@ def test_update_order_and_sgd_follow_each_methods_official_trainer():
   assert settings(cfg('pc_darts', tiny=False)) == ('alphas_first', False, 3e-4)
   assert settings(cfg('gdas', tiny=False)) == ('weights_first', True, 5e-4)
   for name in ('darts', 'gdas', 'pc_darts', 'random_ws'):
-    assert settings(method_configs.search_nb201(name)) == ('weights_first', True, 5e-4)
-  assert settings(method_configs.search_nb201('drnas')) == ('alphas_first', False, 3e-4)
-  train = method_configs.augment_nb201().train
+    assert settings(benchmarks.search_nb201(name)) == ('weights_first', True, 5e-4)
+  assert settings(benchmarks.search_nb201('drnas')) == ('alphas_first', False, 3e-4)
+  train = benchmarks.augment_nb201().train
   assert (train.nesterov, train.grad_clip) == (True, 0.0)
 
 
@@ -217,8 +231,8 @@ def test_update_order_and_sgd_follow_each_methods_official_trainer():
 
 
 def _edges(**kw):
-  return supernet.MixedEdges(('none', 'skip_connect', 'avg_pool_3x3', 'sep_conv_3x3'), 4, 1,
-                             2, **kw)
+  return mixed_edges.MixedEdges(('none', 'skip_connect', 'avg_pool_3x3', 'sep_conv_3x3'), 4, 1,
+                                2, options=spaces.SupernetOptions(**kw))
 
 
 def test_skip_unused_ops_gives_the_same_output_and_gradients():
@@ -268,41 +282,20 @@ def test_partial_channels_bypass_and_shuffle():
   assert v['params']['SepConv_0']['EdgeDepthwiseSeparable_0']['pointwise'].shape == (2, 2, 2)
   np.testing.assert_allclose(y[0, ..., 1::2], 0.5 * x[..., 2:], rtol=1e-6)
   np.testing.assert_allclose(y[1, ..., 1::2], 2.0 * x[..., 2:], rtol=1e-6)
-  np.testing.assert_array_equal(supernet.channel_shuffle(jnp.arange(6.0), 2), [0, 3, 1, 4, 2, 5])
+  np.testing.assert_array_equal(mixed_edges.channel_shuffle(jnp.arange(6.0), 2),
+                                [0, 3, 1, 4, 2, 5])
 
 
 def test_method_networks_have_darts_parameter_shapes_except_pc_darts():
   info_shape = (1, 8, 8, 1)
   shapes = {}
   for name in ('darts', 'gdas', 'pc_darts'):
-    config = cfg(name)
-    model = search.build_model(config, 10)
-    a = methods.init_arch(config, jax.random.key(0), len(model.primitives))
+    parts = search.SearchParts.from_config(cfg(name), 10)
+    model, method = parts.model, parts.method
+    a = method.init_alphas(jax.random.key(0))
     v = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(info_shape),
-                                          methods.eval_weights(config, a), train=True))
+                                          method.edge_weights(a, Forward.VALIDATION, None, 0),
+                                          train=True))
     shapes[name] = jax.tree.map(lambda s: s.shape, v['params'])
   assert shapes['darts'] == shapes['gdas']
   assert shapes['darts'] != shapes['pc_darts']
-
-
-# ---------------------------------------------------------------------------
-# Searches end to end (tiny DARTS space: 2 cells of 2 nodes, C=4, digits).
-
-
-@pytest.mark.parametrize('method', methods.METHODS)
-def test_search_derives_a_valid_genotype(method, tmp_path):
-  config = cfg(method)
-  config.method.skip_unused_ops = True  # Exercise the nn.cond forward (gdas, random_ws).
-  result = search.search(config, str(tmp_path))
-  assert result['method'] == method
-  g = genotypes.load_genotype(str(tmp_path))
-  assert genotypes.genotype_to_text(g) == result['genotype']
-  genotypes.validate_genotype(g, known_ops=config.search_space.primitives)
-  assert 'none' not in {op for op, _ in g.normal + g.reduce}
-  assert 0 <= result['val_acc'] <= 1
-  alphas = np.load(os.path.join(tmp_path, 'alphas.npz'))
-  assert alphas['normal'].shape == (5, 4)
-  if method == 'random_ws':
-    assert result['num_candidates'] == 3
-  if method == 'pc_darts':
-    assert alphas['normal_beta'].shape == (5,)

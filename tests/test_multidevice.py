@@ -20,15 +20,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from darts_jax import augment
+from darts_jax import configs
 from darts_jax import data
-from darts_jax import parallel
-from darts_jax import search
 from darts_jax.errors import UserError
+from darts_jax.methods.base import Forward
+from darts_jax.runtime import parallel
+from darts_jax.train import checks
+from darts_jax.train import search
+from darts_jax.train import steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'experiments'))
-import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CACHE = os.environ['DARTS_JAX_TEST_CACHE']  # Set by conftest.py: this session's cache.
 # A few search steps: two epochs of 2 steps of experiments/search_tiny.py (which
@@ -129,11 +130,13 @@ def assert_same_search(got, want):
   np.testing.assert_allclose(losses, want_losses, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_eight_devices_give_the_one_device_search(one_device_run, tmp_path):
   check_ok(run_search(str(tmp_path), 8))
   assert_same_search(outputs(str(tmp_path)), one_device_run)
 
 
+@pytest.mark.slow
 def test_two_processes_preempted_on_one_resume_to_the_one_device_search(one_device_run,
                                                                         tmp_path):
   """2 processes x 2 devices. A preemption notice (SIGTERM) that reaches process 1 only:
@@ -170,19 +173,21 @@ import sys
 import jax
 import numpy as np
 jax.config.update('jax_compilation_cache_dir', sys.argv[1])
-sys.path.insert(0, 'experiments')
-import search_tiny
-from darts_jax import data, parallel, search
+from darts_jax import configs, data
+from darts_jax.methods.base import Forward
+from darts_jax.runtime import parallel
+from darts_jax.train import search, steps
 
 assert jax.device_count() == 8, jax.devices()
-config = search_tiny.get_config()
+config = configs.search_tiny_config()
 info = data.get_info('digits')
-model = search.build_model(config, info.num_classes)
-state = search.init_state(model, config, info)
+parts = search.SearchParts.from_config(config, info.num_classes)
+model, state = parts.model, parts.init_state(info.image_shape)
+weights = lambda alphas: parts.method.edge_weights(alphas, Forward.VALIDATION, None, 0)
 rng = np.random.default_rng(0)
 batch = {'image': rng.normal(size=(16,) + info.image_shape).astype(np.float32),
          'label': rng.integers(0, 10, 16).astype(np.int32)}
-loss_fn = jax.jit(search.make_loss_fn(model, state['batch_stats']))
+loss_fn = jax.jit(steps.make_loss_fn(model, state['batch_stats'], np.float32, weights))
 one_loss, (_, one_stats) = loss_fn(state['params'], state['alphas'], batch)
 mesh = parallel.make_mesh()
 args = (parallel.replicate(state['params'], mesh), parallel.replicate(state['alphas'], mesh),
@@ -200,6 +205,7 @@ print('bn ok', float(loss), float(one_loss), float(local))
 '''
 
 
+@pytest.mark.slow
 def test_batch_norm_statistics_are_over_the_global_batch():
   proc = subprocess.run([sys.executable, '-c', BN_SCRIPT, CACHE], cwd=ROOT,
                         env=env_with_devices(8), capture_output=True, text=True,
@@ -213,7 +219,7 @@ def test_batch_norm_statistics_are_over_the_global_batch():
 
 @pytest.mark.parametrize('field', ['train.batch_size', 'eval_batch_size'])
 def test_batches_not_divisible_across_devices_are_clear(field):
-  config = search_tiny.get_config()
+  config = configs.search_tiny_config()
   if field == 'train.batch_size':
     config.train.batch_size = 12
   else:
@@ -223,15 +229,13 @@ def test_batches_not_divisible_across_devices_are_clear(field):
 
 
 def test_augment_eval_batch_not_divisible_is_clear():
-  sys.path.insert(0, os.path.join(ROOT, 'experiments'))
-  import augment_digits  # pylint: disable=g-import-not-at-top
-  config = augment_digits.get_config()
+  config = configs.augment_digits_config()
   config.eval_batch_size = 100
   with pytest.raises(UserError, match='config.eval_batch_size 100 does not divide across 8'):
-    augment.check_config(config, data.get_info('digits'), num_devices=8, process_count=1)
+    checks.check_evaluation(config, num_devices=8, process_count=1)
   config.eval_batch_size = 64
   with pytest.raises(UserError, match='does not divide across 3 processes'):
-    augment.check_config(config, data.get_info('digits'), num_devices=1, process_count=3)
+    checks.check_evaluation(config, num_devices=1, process_count=3)
 
 
 def test_process_rows_split_a_global_batch():
@@ -256,6 +260,7 @@ def test_distributed_args():
     parallel.distributed_args('off', '', 2, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('flags,fragment', [
     (['--num_processes=2', '--process_id=0'], 'need --coordinator_address'),
     (['--coordinator_address=localhost:1', '--num_processes=2'], 'process_id'),
@@ -272,18 +277,20 @@ def test_bad_distributed_flags_are_one_line_errors(tmp_path, flags, fragment):
 # --- bfloat16 compute.
 
 
+@pytest.mark.slow
 def test_bfloat16_loss_and_gradients_are_finite_close_and_float32():
-  config = search_tiny.get_config()
+  config = configs.search_tiny_config()
   info = data.get_info('digits')
-  model = search.build_model(config, info.num_classes)
-  state = search.init_state(model, config, info)
+  parts = search.SearchParts.from_config(config, info.num_classes)
+  model, state = parts.model, parts.init_state(info.image_shape)
+  weights = lambda alphas: parts.method.edge_weights(alphas, Forward.VALIDATION, None, 0)
   rng = np.random.default_rng(0)
-  batch = search.preprocess(jax.random.key(0), {
+  batch = steps.preprocess(jax.random.key(0), {
       'image': rng.integers(0, 256, (16,) + info.image_shape, dtype=np.uint8),
       'label': rng.integers(0, 10, 16).astype(np.int32)}, info, crop_padding=0)
   results = {}
   for dtype in (jnp.float32, jnp.bfloat16):
-    loss_fn = search.make_loss_fn(model, state['batch_stats'], dtype)
+    loss_fn = steps.make_loss_fn(model, state['batch_stats'], dtype, weights)
     grad_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True))
     results[dtype] = grad_fn(state['params'], state['alphas'], batch)
   (loss32, (_, stats32)), grads32 = results[jnp.float32]
@@ -302,7 +309,7 @@ def test_bfloat16_loss_and_gradients_are_finite_close_and_float32():
 
 
 def test_bfloat16_is_checked():
-  config = search_tiny.get_config()
+  config = configs.search_tiny_config()
   config.model.compute_dtype = 'float16'
   with pytest.raises(UserError, match='compute_dtype'):
     search.check_config(config, data.get_info('digits'), num_devices=1, process_count=1)

@@ -1,10 +1,10 @@
-"""The NAS-Bench-201 space: arch strings, networks, searches, training from scratch, benchmark.
+"""The NAS-Bench-201 space: arch strings, networks, benchmark, BN=0, training from scratch.
 
-Full searches and the training run compile whole programs (about a minute of
-CPU each on a 2-core machine): one tiny search per method, candidate ranking included.
+Every method's tiny search in this space is in tests/test_plugins.py.
 """
 
 import builtins
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -16,16 +16,20 @@ import numpy as np
 import optax
 import pytest
 
-from darts_jax import augment
-from darts_jax import augmentation
 from darts_jax import data
-from darts_jax import initializers
-from darts_jax import method_configs
-from darts_jax import methods
-from darts_jax import nb201
-from darts_jax import parallel
-from darts_jax import search
+from darts_jax.configs import benchmarks
+from darts_jax.data import augmentation
+from darts_jax.data import datasets
 from darts_jax.errors import UserError
+from darts_jax.methods.base import Forward
+from darts_jax.nn import initializers
+from darts_jax.runtime import parallel
+from darts_jax.spaces.nb201 import arch as nb201_arch
+from darts_jax.spaces.nb201 import benchmark as nb201_benchmark
+from darts_jax.spaces.nb201 import networks as nb201_networks
+from darts_jax.train import augment
+from darts_jax.train import loop
+from darts_jax.train import search
 
 EXAMPLE = ('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+'
            '|skip_connect~0|nor_conv_3x3~1|skip_connect~2|')
@@ -36,19 +40,19 @@ EXAMPLE = ('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+'
 
 
 def test_example_string_parses_and_round_trips():
-  arch = nb201.parse_arch(EXAMPLE)
+  arch = nb201_arch.parse_arch(EXAMPLE)
   assert arch.nodes[0] == (('nor_conv_3x3', 0),)
   assert arch.nodes[2] == (('skip_connect', 0), ('nor_conv_3x3', 1), ('skip_connect', 2))
-  assert nb201.arch_to_string(arch) == EXAMPLE == str(arch)
-  assert nb201.arch_ops(arch) == ['nor_conv_3x3', 'nor_conv_3x3', 'avg_pool_3x3',
+  assert nb201_arch.arch_to_string(arch) == EXAMPLE == str(arch)
+  assert nb201_arch.arch_ops(arch) == ['nor_conv_3x3', 'nor_conv_3x3', 'avg_pool_3x3',
                                   'skip_connect', 'nor_conv_3x3', 'skip_connect']
 
 
 @pytest.mark.parametrize('seed', range(20))
 def test_random_archs_round_trip(seed):
-  arch = nb201.random_arch(seed)
-  assert nb201.parse_arch(nb201.arch_to_string(arch)) == arch
-  assert nb201.arch_from_ops(nb201.arch_ops(arch)) == arch
+  arch = nb201_arch.random_arch(seed)
+  assert nb201_arch.parse_arch(nb201_arch.arch_to_string(arch)) == arch
+  assert nb201_arch.arch_from_ops(nb201_arch.arch_ops(arch)) == arch
 
 
 @pytest.mark.parametrize('bad, message', [
@@ -64,23 +68,23 @@ def test_random_archs_round_trip(seed):
     ('|nor_conv_3x3~a|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|none~1|none~2|', 'is not "op~source"'),
 ])
 def test_malformed_strings_are_clear(bad, message):
-  with pytest.raises(nb201.ArchError, match=message):
-    nb201.parse_arch(bad)
+  with pytest.raises(nb201_arch.ArchError, match=message):
+    nb201_arch.parse_arch(bad)
 
 
 def test_non_string_and_missing_file_are_clear(tmp_path):
-  with pytest.raises(nb201.ArchError, match='must be a str'):
-    nb201.parse_arch(None)
-  with pytest.raises(nb201.ArchError, match='neither'):
-    nb201.load_arch(str(tmp_path / 'missing'))
-  assert not nb201.is_arch_spec('DARTS_V2')
+  with pytest.raises(nb201_arch.ArchError, match='must be a str'):
+    nb201_arch.parse_arch(None)
+  with pytest.raises(nb201_arch.ArchError, match='neither'):
+    nb201_arch.load_arch(str(tmp_path / 'missing'))
+  assert not nb201_arch.is_arch_spec('DARTS_V2')
 
 
 def test_save_and_load_from_a_workdir(tmp_path):
-  arch = nb201.parse_arch(EXAMPLE)
-  nb201.save_arch(arch, str(tmp_path))
-  assert nb201.load_arch(str(tmp_path)) == arch
-  assert nb201.is_arch_spec(str(tmp_path))
+  arch = nb201_arch.parse_arch(EXAMPLE)
+  nb201_arch.save_arch(arch, str(tmp_path))
+  assert nb201_arch.load_arch(str(tmp_path)) == arch
+  assert nb201_arch.is_arch_spec(str(tmp_path))
   assert open(tmp_path / 'genotype.txt').read().strip() == EXAMPLE
 
 
@@ -88,10 +92,10 @@ def test_derive_is_argmax_per_edge_including_none():
   w = np.zeros((6, 5))
   for e, k in enumerate([0, 3, 4, 1, 3, 1]):
     w[e, k] = 1.0
-  assert str(nb201.derive_arch(w)) == ('|none~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+'
+  assert str(nb201_arch.derive_arch(w)) == ('|none~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+'
                                        '|skip_connect~0|nor_conv_3x3~1|skip_connect~2|')
-  with pytest.raises(nb201.ArchError, match='shape'):
-    nb201.derive_arch(np.zeros((14, 8)))
+  with pytest.raises(nb201_arch.ArchError, match='shape'):
+    nb201_arch.derive_arch(np.zeros((14, 8)))
 
 
 # ---------------------------------------------------------------------------
@@ -101,9 +105,9 @@ def test_derive_is_argmax_per_edge_including_none():
 def test_search_cell_with_one_hot_and_all_none_weights():
   """A one-hot search cell runs; an all-'none' cell outputs zeros (nothing reaches node 3)."""
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
-  arch = nb201.parse_arch(EXAMPLE)
-  w = jax.nn.one_hot(jnp.array([nb201.PRIMITIVES.index(o) for o in nb201.arch_ops(arch)]), 5)
-  cell = nb201.SearchCell(nb201.PRIMITIVES, 4)
+  arch = nb201_arch.parse_arch(EXAMPLE)
+  w = jax.nn.one_hot(jnp.array([nb201_arch.PRIMITIVES.index(o) for o in nb201_arch.arch_ops(arch)]), 5)
+  cell = nb201_networks.SearchCell(nb201_arch.PRIMITIVES, 4)
   v = initializers.host_init(lambda k: cell.init(k, x, w, True), jax.random.key(1), 1)
   none = jax.nn.one_hot(jnp.zeros(6, jnp.int32), 5)
   y, y_none = jax.jit(jax.vmap(lambda w: cell.apply(v, x, w, False)))(jnp.stack([w, none]))
@@ -120,8 +124,8 @@ def _infer_cell_vars_from_search_cell(search_params, arch):
   the evaluation cell has affine BN, which at its init (scale 1, bias 0) is the
   search cell's non-affine BN.
   """
-  rows_of = dict(nb201._edges_by_source())
-  dst_src = nb201.edge_list()
+  rows_of = dict(nb201_networks._edges_by_source())
+  dst_src = nb201_arch.edge_list()
   conv_module = {'nor_conv_1x1': 'NorConv_0', 'nor_conv_3x3': 'NorConv_1'}
   params = {}
   for dst, node in enumerate(arch.nodes, start=1):
@@ -143,11 +147,11 @@ def _infer_cell_vars_from_search_cell(search_params, arch):
 def test_one_hot_search_cell_computes_the_evaluation_cell(text):
   """With one-hot weights the supernet cell is the discrete cell trained from scratch."""
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
-  arch = nb201.parse_arch(text)
-  w = jax.nn.one_hot(jnp.array([nb201.PRIMITIVES.index(o) for o in nb201.arch_ops(arch)]), 5)
-  search_cell = nb201.SearchCell(nb201.PRIMITIVES, 3)
+  arch = nb201_arch.parse_arch(text)
+  w = jax.nn.one_hot(jnp.array([nb201_arch.PRIMITIVES.index(o) for o in nb201_arch.arch_ops(arch)]), 5)
+  search_cell = nb201_networks.SearchCell(nb201_arch.PRIMITIVES, 3)
   search_vars = search_cell.init(jax.random.key(1), x, w, True)
-  infer_cell = nb201.InferCell(arch, 3)
+  infer_cell = nb201_networks.InferCell(arch, 3)
   infer_params = _infer_cell_vars_from_search_cell(search_vars['params'], arch)
   infer_vars = infer_cell.init(jax.random.key(0), x, True)
   assert jax.tree.map(jnp.shape, infer_params) == jax.tree.map(jnp.shape, infer_vars['params'])
@@ -160,7 +164,7 @@ def test_one_hot_search_cell_computes_the_evaluation_cell(text):
 
 
 def test_search_network_classifier_shape():
-  model = nb201.SearchNetwork(num_classes=10, init_channels=16, cells_per_stage=5)
+  model = nb201_networks.SearchNetwork(num_classes=10, init_channels=16, cells_per_stage=5)
   x = jnp.zeros((1, 32, 32, 3))
   v = jax.eval_shape(lambda: model.init(jax.random.key(0), x,
                                         {'normal': jnp.ones((6, 5)) / 5}, True))
@@ -182,8 +186,8 @@ def test_eval_network_parameter_count_is_nas_bench_201s(text, num_classes, publi
   0.079156-1.537396 MB (millions of trainable weights, BN affine included): the all-'none'
   and all-nor_conv_3x3 cells at C=16, N=5.
   """
-  ev = nb201.EvalNetwork(num_classes=num_classes, init_channels=16, cells_per_stage=5,
-                         arch=nb201.parse_arch(text))
+  ev = nb201_networks.EvalNetwork(num_classes=num_classes, init_channels=16, cells_per_stage=5,
+                         arch=nb201_arch.parse_arch(text))
   vs = jax.eval_shape(lambda: ev.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=True))
   assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(vs['params'])) == published
 
@@ -193,14 +197,13 @@ def test_eval_network_parameter_count_is_nas_bench_201s(text, num_classes, publi
 
 
 def test_benchmark_lookup_is_skipped_without_a_path_or_package(tmp_path, monkeypatch):
-  config = method_configs.search_nb201('darts')
-  arch = nb201.parse_arch(EXAMPLE)
-  assert nb201.benchmark_accuracy(arch, config)['benchmark'].startswith('skipped: no config')
-  config.search_space.benchmark_path = str(tmp_path / 'missing.pth')
-  assert 'does not exist' in nb201.benchmark_accuracy(arch, config)['benchmark']
+  arch = nb201_arch.parse_arch(EXAMPLE)
+  assert nb201_benchmark.benchmark_accuracy(arch, '')['benchmark'].startswith(
+      'skipped: no config')
+  assert 'does not exist' in nb201_benchmark.benchmark_accuracy(
+      arch, str(tmp_path / 'missing.pth'))['benchmark']
   path = tmp_path / 'bench.pth'
   path.write_bytes(b'')
-  config.search_space.benchmark_path = str(path)
   real_import = builtins.__import__
 
   def no_benchmark(name, *args, **kwargs):
@@ -209,13 +212,13 @@ def test_benchmark_lookup_is_skipped_without_a_path_or_package(tmp_path, monkeyp
     return real_import(name, *args, **kwargs)
 
   monkeypatch.setattr(builtins, '__import__', no_benchmark)
-  assert 'neither nas_201_api nor nats_bench' in nb201.benchmark_accuracy(
-      arch, config)['benchmark']
+  assert 'neither nas_201_api nor nats_bench' in nb201_benchmark.benchmark_accuracy(
+      arch, str(path))['benchmark']
 
 
 def test_benchmark_settings_are_checked_at_start(tmp_path, monkeypatch):
   """A look-up that cannot run fails before the search, not as a skip at its end."""
-  config = method_configs.search_nb201('darts,tiny')
+  config = benchmarks.search_nb201('darts,tiny')
   info = data.get_info('digits')
   search.check_config(config, info, 1, 1)  # No path: no look-up, nothing to check.
   config.search_space.benchmark_path = str(tmp_path / 'missing.pth')
@@ -263,18 +266,16 @@ def test_benchmark_lookup_with_the_api_reports_the_tabulated_accuracy(tmp_path, 
   monkeypatch.setitem(sys.modules, 'nas_201_api', fake)
   path = tmp_path / 'NAS-Bench-201-v1_1-096897.pth'
   path.write_bytes(b'')
-  config = method_configs.search_nb201('darts')
-  config.search_space.benchmark_path = str(path)
   _FakeBenchmarkAPI.calls = []
-  result = nb201.benchmark_accuracy(nb201.parse_arch(EXAMPLE), config)
+  result = nb201_benchmark.benchmark_accuracy(nb201_arch.parse_arch(EXAMPLE), str(path))
   assert result == {'benchmark_index': 1462, 'benchmark_dataset': 'cifar10',
                     'benchmark_test_acc': 93.76}
   assert _FakeBenchmarkAPI.calls == [('open', str(path), False), ('query', EXAMPLE),
                                      ('info', 1462, 'cifar10', '200', False)]
   # An API error (here: an architecture missing from the table) is a skip, not a crash.
-  other = nb201.random_arch(3)
-  assert nb201.arch_to_string(other) != EXAMPLE
-  assert nb201.benchmark_accuracy(other, config)['benchmark'].startswith(
+  other = nb201_arch.random_arch(3)
+  assert nb201_arch.arch_to_string(other) != EXAMPLE
+  assert nb201_benchmark.benchmark_accuracy(other, str(path))['benchmark'].startswith(
       'skipped: the benchmark API failed')
 
 
@@ -282,14 +283,14 @@ def test_benchmark_lookup_with_the_api_reports_the_tabulated_accuracy(tmp_path, 
 # Searches and training from scratch (tiny: digits, C=4, 1 cell per stage).
 
 
-@pytest.mark.parametrize('method', methods.METHODS)
-def test_search_derives_a_valid_cell(method, tmp_path):
-  config = method_configs.search_nb201(method + ',tiny')
-  # random_ws ranks its candidates as AutoDL's RANDOM-NAS with BN=0: batch statistics.
-  config.model.track_running_stats = method != 'random_ws'
+@pytest.mark.slow
+def test_random_ws_search_without_running_stats_derives_a_cell(tmp_path):
+  """random_ws ranks its candidates as AutoDL's RANDOM-NAS with BN=0: batch statistics."""
+  config = benchmarks.search_nb201('random_ws,tiny')
+  config.model.track_running_stats = False
   result = search.search(config, str(tmp_path))
-  arch = nb201.parse_arch(result['genotype'])
-  assert nb201.load_arch(str(tmp_path)) == arch
+  arch = nb201_arch.parse_arch(result['genotype'])
+  assert nb201_arch.load_arch(str(tmp_path)) == arch
   assert result['benchmark'].startswith('skipped')
   alphas = np.load(os.path.join(tmp_path, 'alphas.npz'))
   assert alphas['normal'].shape == (6, 5) and 'reduce' not in alphas
@@ -298,24 +299,25 @@ def test_search_derives_a_valid_cell(method, tmp_path):
 
 
 def _tiny_search_model(method='darts'):
-  config = method_configs.search_nb201(method + ',tiny')
+  config = benchmarks.search_nb201(method + ',tiny')
   info = data.get_info(config.dataset.name)
-  model = search.build_model(config, info.num_classes)
-  return config, info, model, search.init_state(model, config, info)
+  parts = search.SearchParts.from_config(config, info.num_classes)
+  return config, info, parts, parts.init_state(info.image_shape)
 
 
 def test_evaluation_without_running_stats_normalizes_each_batch_by_itself():
   """config.model.track_running_stats=False: every BN of the evaluation pass uses the
   statistics of its batch. 12 examples at eval batch 8: the last batch holds 4, padded
   with the same 4 repeated, so its statistics are exactly theirs."""
-  config, info, model, state = _tiny_search_model()
+  config, info, parts, state = _tiny_search_model()
+  model, method = parts.model, parts.method
   # Running statistics unlike any batch's, so that the two evaluations differ.
   state = dict(state, batch_stats=jax.tree.map(lambda s: s + 0.5, state['batch_stats']))
   config.eval_batch_size = 8
   rng = np.random.default_rng(0)
   images = rng.integers(0, 17, (12,) + info.image_shape).astype(np.uint8)
   labels = rng.integers(0, info.num_classes, 12).astype(np.int32)
-  weights_fn = methods.eval_weights_fn(config)
+  weights_fn = lambda alphas: method.edge_weights(alphas, Forward.VALIDATION, None, 0)
 
   @jax.jit
   def loss_sum_alone(rows_images, rows_labels):
@@ -327,24 +329,25 @@ def test_evaluation_without_running_stats_normalizes_each_batch_by_itself():
 
   expected = (loss_sum_alone(images[:8], labels[:8])
               + loss_sum_alone(images[8:], labels[8:])) / 12
-  source, mesh = data.ArraySource(images, labels), parallel.make_mesh()
+  source, mesh = datasets.ArraySource(images, labels), parallel.make_mesh()
   losses = {}
   for batch_statistics in (True, False):
-    eval_step = jax.jit(search.make_eval_step(model, info, weights_fn, batch_statistics))
-    losses[batch_statistics], _ = search.evaluate(eval_step, state, source, np.arange(12),
-                                                  config, mesh)
+    eval_step = jax.jit(dataclasses.replace(
+        parts, track_running_stats=not batch_statistics).eval_step(info))
+    losses[batch_statistics], _ = loop.evaluate(eval_step, state, source, np.arange(12),
+                                                config.eval_batch_size, mesh)
   np.testing.assert_allclose(losses[True], expected, rtol=1e-5)
   assert abs(losses[False] - losses[True]) > 1e-3
 
 
+@pytest.mark.slow
 def test_search_step_without_running_stats_leaves_them_alone():
-  config, info, model, state = _tiny_search_model()
-  config.model.track_running_stats = False
+  config, info, parts, state = _tiny_search_model()
+  parts = dataclasses.replace(parts, track_running_stats=False)
   rng = np.random.default_rng(1)
   batch = {'image': rng.integers(0, 17, (16,) + info.image_shape).astype(np.uint8),
            'label': rng.integers(0, info.num_classes, 16).astype(np.int32)}
-  new_state, _ = jax.jit(search.make_search_step(model, config, info, steps_per_epoch=2))(
-      state, batch, batch)
+  new_state, _ = jax.jit(parts.search_step(info, steps_per_epoch=2))(state, batch, batch)
   for old, new in zip(jax.tree.leaves(state['batch_stats']),
                       jax.tree.leaves(new_state['batch_stats'])):
     np.testing.assert_array_equal(new, old)
@@ -353,8 +356,9 @@ def test_search_step_without_running_stats_leaves_them_alone():
   assert moved('params') > 1e-6 and moved('alphas') > 1e-6
 
 
+@pytest.mark.slow
 def test_train_an_arch_string_from_scratch(tmp_path):
-  config = method_configs.augment_nb201('tiny')
+  config = benchmarks.augment_nb201('tiny')
   config.genotype = EXAMPLE
   result = augment.train_and_evaluate(config, str(tmp_path))
   assert result['genotype'] == EXAMPLE

@@ -2,23 +2,24 @@
 
 import json
 import os
-import sys
+
+import pytest
 
 from darts_jax import configs
-from darts_jax import genotypes
-from darts_jax import nb201
-from darts_jax import pipeline
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
-import pipeline_nb201  # pylint: disable=g-import-not-at-top,wrong-import-position
-import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+from darts_jax import spaces
+from darts_jax.configs import benchmarks
+from darts_jax.spaces.darts import genotype as genotypes
+from darts_jax.spaces.darts.genotype_text import parse_genotype
+from darts_jax.spaces.nb201 import arch as nb201
+from darts_jax.train import pipeline
 
 
 def test_random_genotype_is_valid_and_seeded():
   prims = genotypes.PRIMITIVES
-  a = pipeline.random_genotype(prims, 4, 4, seed=3)
-  assert a == pipeline.random_genotype(prims, 4, 4, seed=3)
-  assert a != pipeline.random_genotype(prims, 4, 4, seed=4)
+  space = spaces.from_config(configs.search_config())
+  a = space.random_arch(seed=3)
+  assert a == space.random_arch(seed=3)
+  assert a != space.random_arch(seed=4)
   genotypes.validate_genotype(a, known_ops=prims)
   for cell in (a.normal, a.reduce):
     assert all(op != 'none' for op, _ in cell)
@@ -27,6 +28,7 @@ def test_random_genotype_is_valid_and_seeded():
       assert len(set(inputs)) == 2 and max(inputs) < node + 2
 
 
+@pytest.mark.slow
 def test_tiny_pipeline_end_to_end(tmp_path):
   augment = configs.augment_digits_config()
   augment.model.init_channels = 4
@@ -34,20 +36,21 @@ def test_tiny_pipeline_end_to_end(tmp_path):
   augment.train.batch_size = 16
   augment.train.epochs = 1
   augment.max_steps_per_epoch = 2
-  config = configs.pipeline_config(search_tiny.get_config(), augment)
+  config = configs.pipeline_config(configs.search_tiny_config(), augment)
   result = pipeline.run_pipeline(config, str(tmp_path))
   on_disk = json.load(open(tmp_path / 'result.json'))
   assert on_disk['genotype'] == result['genotype']
   for key in ('test_acc', 'random_test_acc', 'search_val_acc'):
     assert 0.0 <= on_disk[key] <= 1.0
-  assert genotypes.parse_genotype(on_disk['random_genotype'])
+  assert parse_genotype(on_disk['random_genotype'])
   for sub in ('search', 'augment', 'random'):
     assert os.path.exists(tmp_path / sub / 'config.json')
   assert os.path.exists(tmp_path / 'report.html')
 
 
+@pytest.mark.slow
 def test_tiny_nb201_pipeline_trains_the_derived_and_a_random_cell(tmp_path):
-  config = pipeline_nb201.get_config('gdas,tiny')
+  config = benchmarks.pipeline_nb201('gdas,tiny')
   result = pipeline.run_pipeline(config, str(tmp_path))
   on_disk = json.load(open(tmp_path / 'result.json'))
   assert on_disk['genotype'] == result['genotype']

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from darts_jax import pooling
+from darts_jax.nn import pooling
 
 
 def _reference(kind, x, stride):

@@ -22,18 +22,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from darts_jax import checkpoint
+from darts_jax import configs
 from darts_jax import data
 from darts_jax import main
-from darts_jax import metrics
-from darts_jax import preemption
-from darts_jax import search
 from darts_jax.errors import UserError
+from darts_jax.runtime import checkpoint
+from darts_jax.runtime import metrics
+from darts_jax.runtime import preemption
+from darts_jax.train import search
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 CACHE = os.environ['DARTS_JAX_TEST_CACHE']  # Set by conftest.py: this session's cache.
-sys.path.insert(0, os.path.join(ROOT, 'experiments'))
-import search_tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TINY_STEPS = 6  # search_tiny: 2 epochs of 3 steps.
 
@@ -176,6 +175,7 @@ def reference(tmp_path_factory):
 # End to end (subprocesses).
 
 
+@pytest.mark.slow
 def test_preempted_killed_and_damaged_run_ends_bitwise_identical(reference, tmp_path):
   workdir = str(tmp_path / 'run')
   # 1. SIGTERM after the first checkpoint (the handler is on by then), with five
@@ -226,6 +226,7 @@ def test_preempted_killed_and_damaged_run_ends_bitwise_identical(reference, tmp_
         f'{first} and {second}')
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(reference, tmp_path):
   workdir = str(tmp_path / 'run')
   shutil.copytree(reference, workdir)
@@ -233,9 +234,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(reference, tmp
   # scaled to near float32's largest value (still finite). Same program as the
   # reference run, so no new compile.
   shutil.rmtree(os.path.join(checkpoint.checkpoint_dir(workdir), str(TINY_STEPS)))
-  config = search_tiny.get_config()
+  config = configs.search_tiny_config()
   info = data.get_info(config.dataset.name)
-  template = search.init_state(search.build_model(config, info.num_classes), config, info)
+  template = search.SearchParts.from_config(config, info.num_classes).init_state(
+      info.image_shape)
   state, meta = checkpoint.restore_latest(workdir, template)
   assert meta['step'] == TINY_STEPS - 1
   state['params'] = jax.tree.map(lambda w: w * 1e37, state['params'])
@@ -256,13 +258,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(reference, tmp
   assert _tree_digest(good) == before
 
 
+@pytest.mark.slow
 def test_all_checkpoints_unreadable_is_a_clear_error_and_deletes_nothing(reference, tmp_path):
   workdir = str(tmp_path / 'run')
   shutil.copytree(reference, workdir)
   for step in _steps(workdir):
     _damage(os.path.join(workdir, checkpoint.CHECKPOINTS, str(step)))
   before = _tree_digest(workdir)
-  config = search_tiny.get_config()
+  config = configs.search_tiny_config()
   with pytest.raises(UserError, match='none of the 2 checkpoints') as info:
     main.run(config, workdir)
   assert '\n' not in str(info.value)
@@ -422,7 +425,7 @@ def test_truncate_jsonl_drops_epochs_after_the_checkpoint(tmp_path):
 @pytest.mark.parametrize('field,value', [('checkpoint_every_steps', -1),
                                          ('checkpoints_to_keep', 0)])
 def test_bad_checkpoint_settings(field, value):
-  config = search_tiny.get_config()
+  config = configs.search_tiny_config()
   config[field] = value
   with pytest.raises(UserError, match=field):
     preemption.checkpoint_settings(config)

@@ -3,7 +3,6 @@ and one tiny search end to end on tfds mock data."""
 
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,14 +12,17 @@ import pytest
 import tensorflow_datasets as tfds
 
 from darts_jax import data
-from darts_jax import genotypes
-from darts_jax import method_configs
-from darts_jax import methods
-from darts_jax import search
+from darts_jax.configs import benchmarks
 from darts_jax.errors import UserError
+from darts_jax.methods.base import Forward
+from darts_jax.spaces.darts import zoo
+from darts_jax.spaces.darts.genotype_text import genotype_to_text
+from darts_jax.train import search
+from darts_jax.train import settings
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
-import search_imagenet  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+def lr(config, epoch):
+  return settings.WeightOptimizer.from_config(config.train).learning_rate(epoch)
 
 MOCK_EXAMPLES = 20  # tiny: 16 search-train images (4 steps of 4), 4 search-val (cycled).
 
@@ -29,13 +31,14 @@ MOCK_EXAMPLES = 20  # tiny: 16 search-train images (4 steps of 4), 4 search-val 
 def tiny_run(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   workdir = str(tmp_path_factory.mktemp('run'))
-  config = search_imagenet.get_config('tiny')
+  config = benchmarks.search_imagenet('tiny')
   config.dataset.data_dir = data_dir
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=data_dir):
     result = search.search(config, workdir)
   return config, workdir, result
 
 
+@pytest.mark.slow
 def test_tiny_imagenet_search_end_to_end(tiny_run):
   config, workdir, result = tiny_run
   with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
@@ -48,8 +51,8 @@ def test_tiny_imagenet_search_end_to_end(tiny_run):
   assert records[1]['lr'] == pytest.approx(0.25)
   for r in records:
     assert np.isfinite(r['train_loss']) and np.isfinite(r['search_val_loss'])
-  genotype = genotypes.load_genotype(workdir)
-  assert genotypes.genotype_to_text(genotype) == result['genotype']
+  genotype = zoo.load_genotype(workdir)
+  assert genotype_to_text(genotype) == result['genotype']
   assert {op for op, _ in genotype.normal + genotype.reduce} <= (
       set(config.search_space.primitives) - {'none'})
   epochs = [np.load(os.path.join(workdir, f'alphas/epoch_00{e}.npz')) for e in (1, 2)]
@@ -60,10 +63,11 @@ def test_tiny_imagenet_search_end_to_end(tiny_run):
 def test_imagenet_stem_shapes_and_first_cell_preprocessing():
   """Three stride-2 convs: s0 at 1/4 and s1 at 1/8 of 224, so cell 0 reduces s0 by a
   FactorizedReduce (PC-DARTS's reduction_prev=True); the classifier sees 1/32."""
-  config = search_imagenet.get_config()
+  config = benchmarks.search_imagenet()
   info = data.get_info('imagenet2012')
-  model = search.build_model(config, info.num_classes)
-  state = jax.eval_shape(lambda: search.init_state(model, config, info))
+  parts = search.SearchParts.from_config(config, info.num_classes)
+  model = parts.model
+  state = jax.eval_shape(lambda: parts.init_state(info.image_shape))
   params = jax.tree.map(lambda a: a.shape, state['params'])
   assert params['stem0_a_conv'] == (3, 3, 3, 24)
   assert params['stem0_b_conv'] == (3, 3, 24, 48)
@@ -74,33 +78,34 @@ def test_imagenet_stem_shapes_and_first_cell_preprocessing():
   x = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
   logits = jax.eval_shape(
       lambda s, x: model.apply({'params': s['params'], 'batch_stats': s['batch_stats']}, x,
-                               methods.eval_weights(config, s['alphas']), False), state, x)
+                               parts.method.edge_weights(s['alphas'], Forward.VALIDATION,
+                                                         None, 0), False), state, x)
   assert logits.shape == (2, 1000)
 
 
 def test_cosine_lr_with_warmup_matches_the_closed_form():
-  config = search_imagenet.get_config()
+  config = benchmarks.search_imagenet()
   for epoch in range(8):
     cosine = 0.5 * 0.5 * (1 + np.cos(np.pi * epoch / 50))  # lr 0.5, lr_min 0, 50 epochs.
     want = cosine * min(1.0, (epoch + 1) / 5)
-    assert float(search.cosine_lr(config, epoch)) == pytest.approx(want, rel=1e-6), epoch
+    assert float(lr(config, epoch)) == pytest.approx(want, rel=1e-6), epoch
   config.train.warmup_epochs = 0
-  assert float(search.cosine_lr(config, 0)) == pytest.approx(0.5)
+  assert float(lr(config, 0)) == pytest.approx(0.5)
 
 
 def test_alpha_gradient_is_clipped_before_the_weight_decay():
   """PyTorch: clip_grad_norm_(arch params, 5), then Adam adds weight_decay * alpha."""
-  config = search_imagenet.get_config()
+  config = benchmarks.search_imagenet()
   alphas = {'normal': jnp.full((2, 2), 2.0), 'reduce': jnp.zeros((2, 2))}
   grads = {'normal': jnp.full((2, 2), 30.0), 'reduce': jnp.full((2, 2), -40.0)}  # norm 100
-  tx = search.alpha_optimizer(config)
+  tx = settings.ArchOptimizer.from_config(config.arch).optimizer()
   _, opt_state = tx.update(grads, tx.init(alphas), alphas)
   mu = optax.tree_utils.tree_get(opt_state, 'mu')
   want = {'normal': 0.05 * 30.0 + 1e-3 * 2.0, 'reduce': -0.05 * 40.0}  # Clipped to norm 5.
   for cell, value in want.items():
     np.testing.assert_allclose(mu[cell], (1 - 0.5) * value, rtol=1e-5)
   config.arch.grad_clip = 0.0
-  tx = search.alpha_optimizer(config)
+  tx = settings.ArchOptimizer.from_config(config.arch).optimizer()
   _, opt_state = tx.update(grads, tx.init(alphas), alphas)
   np.testing.assert_allclose(optax.tree_utils.tree_get(opt_state, 'mu')['reduce'], -20.0)
 
@@ -112,7 +117,7 @@ def test_alpha_gradient_is_clipped_before_the_weight_decay():
     ('dataset.search_subset', 1.5, r'search_subset must be in \(0, 1\]'),
 ])
 def test_bad_settings_are_clear(field, value, message):
-  config = search_imagenet.get_config()
+  config = benchmarks.search_imagenet()
   section, name = field.split('.')
   config[section][name] = value
   with pytest.raises(UserError, match=message):
@@ -120,7 +125,7 @@ def test_bad_settings_are_clear(field, value, message):
 
 
 def test_imagenet_stem_is_for_the_darts_space_only():
-  config = method_configs.search_nb201('darts')
+  config = benchmarks.search_nb201('darts')
   config.model.stem = 'imagenet'
   with pytest.raises(UserError, match="NAS-Bench-201 has its own stem"):
     search.check_config(config, data.get_info('cifar10'), 1, 1)

@@ -9,11 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from darts_jax import conv
-from darts_jax import genotypes
-from darts_jax import initializers
-from darts_jax import search_ops
-from darts_jax import supernet
+from darts_jax.nn import conv
+from darts_jax.nn import initializers
+from darts_jax.spaces import mixed_edges
+from darts_jax.spaces.darts import genotype as genotypes
+from darts_jax.spaces.darts import ops as darts_ops
+from darts_jax.spaces.darts import supernet
 from darts_jax.errors import UserError
 
 
@@ -54,9 +55,9 @@ def test_batched_edges_equal_separate_edges(stride):
   prims = ('none', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3', 'dil_conv_3x3')
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4))
   weights = jax.nn.softmax(jax.random.normal(jax.random.key(2), (3, len(prims))), -1)
-  batched = supernet.MixedEdges(prims, 4, stride, 3)
+  batched = mixed_edges.MixedEdges(prims, 4, stride, 3)
   variables = _host_init(batched, 3, x, weights, train=True)
-  single = supernet.MixedEdges(prims, 4, stride, 1)
+  single = mixed_edges.MixedEdges(prims, 4, stride, 1)
 
   @jax.jit
   def batched_and_single_outputs(variables):
@@ -75,7 +76,7 @@ def test_mixed_edges_are_the_weighted_sum_of_known_ops():
   """Against ops whose output is known: identity, zero, and a weight on each."""
   prims = ('none', 'skip_connect', 'avg_pool_3x3')
   x = jax.random.normal(jax.random.key(4), (2, 6, 6, 3))
-  edges = supernet.MixedEdges(prims, 3, 1, 3)
+  edges = mixed_edges.MixedEdges(prims, 3, 1, 3)
   weights = jnp.array([[0.0, 1.0, 0.0],    # skip only: x
                        [0.7, 0.3, 0.0],    # 0.7 * zero + 0.3 * x
                        [0.0, 0.25, 0.75]])  # 0.25 * x + 0.75 * BN(avg_pool(x))
@@ -101,7 +102,7 @@ def test_conv_ops_of_an_edge_pad_its_input_alike():
   prims = ('sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5')
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4))
   weights = jnp.full((1, len(prims)), 0.25)
-  edge = supernet.MixedEdges(prims, 4, 1, 1, 'slices')
+  edge = mixed_edges.MixedEdges(prims, 4, 1, 1, 'slices')
   variables = _host_init(edge, 3, x, weights, train=False)
   jaxpr = jax.make_jaxpr(lambda x: edge.apply(variables, x, weights, train=False))(x)
 
@@ -116,7 +117,7 @@ def test_conv_ops_of_an_edge_pad_its_input_alike():
           yield from conv_pads(param)
 
   pads = list(conv_pads(jaxpr.jaxpr))
-  assert sorted(pads, key=str) == [search_ops.EDGE_INPUT_PAD] * 4 + [None] * 2
+  assert sorted(pads, key=str) == [darts_ops.EDGE_INPUT_PAD] * 4 + [None] * 2
 
 
 def test_search_network_subset_of_ops_runs():
@@ -136,7 +137,7 @@ def test_search_network_subset_of_ops_runs():
 
 def test_unknown_op_is_a_user_error():
   with pytest.raises(UserError, match='unknown search op'):
-    search_ops.check_primitives(['sep_conv_3x3', 'conv_9x9'])
+    mixed_edges.check_primitives(['sep_conv_3x3', 'conv_9x9'])
 
 
 def test_registered_per_edge_op_is_searchable():
@@ -149,10 +150,10 @@ def test_registered_per_edge_op_is_searchable():
       s = self.param('s', nn.initializers.ones, (self.channels,))
       return x[:, ::self.stride, ::self.stride] * s
 
-  search_ops.register_search_op('scale', search_ops.per_edge(Scale))
+  mixed_edges.register_search_op('scale', mixed_edges.per_edge(Scale))
   try:
-    prims = search_ops.check_primitives(['skip_connect', 'scale'])
-    edges = supernet.MixedEdges(prims, 4, 1, 3)
+    prims = mixed_edges.check_primitives(['skip_connect', 'scale'])
+    edges = mixed_edges.MixedEdges(prims, 4, 1, 3)
     x = jnp.ones((1, 4, 4, 4))
     w = jnp.full((3, 2), 0.5)
     variables = edges.init(jax.random.key(0), x, w, train=True)
@@ -160,7 +161,7 @@ def test_registered_per_edge_op_is_searchable():
     out = edges.apply(variables, x, w, train=True)
     np.testing.assert_allclose(out, jnp.ones((3, 1, 4, 4, 4)), rtol=1e-6)
   finally:
-    del search_ops.SEARCH_OPS['scale']
+    del mixed_edges.SEARCH_OPS['scale']
 
 
 @pytest.mark.parametrize('shared,k,dilation,stride', [(True, 3, 1, 1), (False, 5, 2, 1),
@@ -242,6 +243,7 @@ def test_scanned_cells_equal_grouped_cells(remat):
 
 
 
+@pytest.mark.slow
 def test_strided_input_by_switch_is_the_same_maths():
   """Reduction cells reading their inputs by lax.switch give the same loss, alpha
   gradient and forward-over-reverse product (the exact hypergradient's) as by index."""

@@ -16,15 +16,16 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from darts_jax import augment
-from darts_jax import augment_net
-from darts_jax import augmentation
 from darts_jax import configs
 from darts_jax import data
-from darts_jax import initializers
-from darts_jax import parallel
 from darts_jax import torch_weights
+from darts_jax.data import augmentation
 from darts_jax.errors import UserError
+from darts_jax.nn import initializers
+from darts_jax.runtime import parallel
+from darts_jax.spaces.darts import eval_network
+from darts_jax.spaces.darts import torch_layout
+from darts_jax.train import augment
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 
@@ -34,18 +35,18 @@ def _fixture(network):
   model_config = ml_collections.ConfigDict(dict(
       network=network, init_channels=int(outputs['init_channels']),
       layers=int(outputs['layers']), auxiliary=bool(outputs['auxiliary']), drop_path_prob=0.0))
-  state = torch_weights.read_state_dict(os.path.join(DATA, f'torch_{network}_state.npz'))
+  state = torch_layout.read_state_dict(os.path.join(DATA, f'torch_{network}_state.npz'))
   return model_config, str(outputs['genotype']), state, outputs
 
 
-@pytest.mark.parametrize('network', augment_net.NETWORKS)
+@pytest.mark.parametrize('network', eval_network.NETWORKS)
 def test_outputs_equal_the_pytorch_networks(network):
   """Evaluation mode (running statistics) and training mode (batch statistics, and the
   auxiliary head's logits for CIFAR)."""
   model_config, genotype, state, outputs = _fixture(network)
   x = outputs['input']
-  model, variables = torch_weights.import_weights(model_config, genotype, 10, x.shape[1:],
-                                                  state)
+  model, variables = torch_layout.import_weights(model_config, genotype, 10, x.shape[1:],
+                                                 state)
   logits, _ = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
   (train_logits, aux_logits), updates = jax.jit(lambda v, x: model.apply(
       v, x, train=True, mutable=['batch_stats']))(variables, x)
@@ -57,7 +58,7 @@ def test_outputs_equal_the_pytorch_networks(network):
   # The running statistics move as PyTorch's: momentum 0.1, the unbiased batch variance.
   after = dict(state, **{k.removeprefix('after_train/'): v for k, v in outputs.items()
                          if k.startswith('after_train/')})
-  _, torch_after = torch_weights.import_weights(model_config, genotype, 10, x.shape[1:], after)
+  _, torch_after = torch_layout.import_weights(model_config, genotype, 10, x.shape[1:], after)
   flat = lambda tree: np.concatenate([np.ravel(v) for v in jax.tree.leaves(tree)])
   np.testing.assert_allclose(flat(updates['batch_stats']), flat(torch_after['batch_stats']),
                              rtol=1e-5, atol=1e-6)
@@ -72,34 +73,35 @@ def test_missing_extra_and_misshapen_tensors_are_clear():
   shape = outputs['input'].shape[1:]
   missing = {k: v for k, v in state.items() if k != 'cells.1._ops.0.conv_2.weight'}
   with pytest.raises(UserError, match=r"no 'cells.1._ops.0.conv_2.weight' \(for params/cells_1"):
-    torch_weights.import_weights(model_config, genotype, 10, shape, missing)
+    torch_layout.import_weights(model_config, genotype, 10, shape, missing)
   with pytest.raises(UserError, match='1 tensors of the weights have no place'):
-    torch_weights.import_weights(model_config, genotype, 10, shape,
-                                 dict(state, **{'cells.9.preprocess1.op.1.weight': 0}))
+    torch_layout.import_weights(model_config, genotype, 10, shape,
+                                dict(state, **{'cells.9.preprocess1.op.1.weight': 0}))
   wider = model_config.copy_and_resolve_references()
   wider.init_channels = 16
   with pytest.raises(UserError, match='after the layout change: check the genotype'):
-    torch_weights.import_weights(wider, genotype, 10, shape, state)
+    torch_layout.import_weights(wider, genotype, 10, shape, state)
 
 
 def test_auxiliary_weights_are_optional_for_a_network_without_the_head():
   model_config, genotype, state, outputs = _fixture('cifar')
   model_config.auxiliary = False
-  _, variables = torch_weights.import_weights(model_config, genotype, 10,
-                                              outputs['input'].shape[1:], state)
+  _, variables = torch_layout.import_weights(model_config, genotype, 10,
+                                             outputs['input'].shape[1:], state)
   assert 'auxiliary_head' not in variables['params']
 
 
 def test_unreadable_weights_files_are_clear(tmp_path):
   with pytest.raises(UserError, match='weights file .* not found'):
-    torch_weights.read_state_dict(str(tmp_path / 'nope.pt'))
+    torch_layout.read_state_dict(str(tmp_path / 'nope.pt'))
   (tmp_path / 'model.pt').write_bytes(b'not a checkpoint')
   message = ('cannot read .* as a PyTorch state dict' if importlib.util.find_spec('torch')
              else 'needs PyTorch: pip install torch')
   with pytest.raises(UserError, match=message):
-    torch_weights.read_state_dict(str(tmp_path / 'model.pt'))
+    torch_layout.read_state_dict(str(tmp_path / 'model.pt'))
 
 
+@pytest.mark.slow
 def test_evaluate_reports_the_test_split_accuracy(tmp_path):
   """The command's path end to end on tfds mock CIFAR-10: the accuracy of the converted
   network over the whole test split, and the converted variables written with --out."""
@@ -114,8 +116,8 @@ def test_evaluate_reports_the_test_split_accuracy(tmp_path):
   with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path)):
     result = torch_weights.evaluate(config, genotype, weights, out=out)
     images, labels = data.load_source('cifar10', 'test', str(tmp_path)).get(np.arange(12))
-  model, variables = torch_weights.import_weights(model_config, genotype, 10,
-                                                  images.shape[1:], state)
+  model, variables = torch_layout.import_weights(model_config, genotype, 10,
+                                                 images.shape[1:], state)
   info = data.get_info('cifar10')
   x = augmentation.normalize(images, info.mean, info.std)
   logits, _ = model.apply(variables, x, train=False)
@@ -129,6 +131,7 @@ def test_evaluate_reports_the_test_split_accuracy(tmp_path):
                                   state['classifier.weight'].T)
 
 
+@pytest.mark.slow
 def test_one_training_step_equals_the_pytorch_recipes():
   """augment.make_train_step against one step of the DARTS code's CIFAR training from the
   same weights (epoch 0, no augmentation): loss + 0.4 * auxiliary loss, gradient norm
@@ -142,8 +145,8 @@ def test_one_training_step_equals_the_pytorch_recipes():
   config.train.update(crop_padding=0, cutout=0, lr=0.025, momentum=0.9, weight_decay=3e-4,
                       grad_clip=5.0, label_smoothing=0.0, nesterov=False)
   info = data.get_info('cifar10')
-  model, variables = torch_weights.import_weights(config.model, genotype, 10,
-                                                  info.image_shape, state_dict)
+  model, variables = torch_layout.import_weights(config.model, genotype, 10,
+                                                 info.image_shape, state_dict)
   state = {'step': jnp.zeros((), jnp.int32), 'params': variables['params'],
            'batch_stats': variables['batch_stats'],
            'momentum': initializers.zeros_like(variables['params'])}
@@ -159,8 +162,8 @@ def test_one_training_step_equals_the_pytorch_recipes():
 
   after = dict(state_dict, **{k.removeprefix('after_step/'): v for k, v in torch_step.items()
                               if k.startswith('after_step/')})
-  _, expected = torch_weights.import_weights(config.model, genotype, 10, info.image_shape,
-                                             after)
+  _, expected = torch_layout.import_weights(config.model, genotype, 10, info.image_shape,
+                                            after)
   flat = lambda tree: traverse_util.flatten_dict(tree, sep='/')
   before, ours, theirs = (flat(t['params']) for t in (variables, new_state, expected))
   del before['auxiliary_head/Conv_1/kernel']  # Not in the fixture (its size).

@@ -1,0 +1,1 @@
+"""Numerics of the networks: convolutions, pools, batch norm, initializers, weight counts."""

@@ -1,0 +1,1 @@
+"""Optimization maths: the bilevel hypergradients (`architect`) and the optimizers (`sgd`)."""

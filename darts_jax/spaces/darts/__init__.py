@@ -1,0 +1,1 @@
+"""The DARTS search space: ops, supernet, genotypes, the evaluation network, the plug-in."""

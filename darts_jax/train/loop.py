@@ -1,0 +1,164 @@
+"""The one training loop of the search and of the evaluation (training from scratch).
+
+A trainer hands `run_epochs` a `Loop`: its jitted step, the data parts each step reads,
+the epoch counts and what to do at an epoch's end. The loop owns what both trainers
+share: the batches of every epoch (a function of seed and epoch, so a resumed run skips
+to its position), the NaN guard, periodic and epoch-end checkpoints, SIGTERM,
+progress, metrics.jsonl and TensorBoard, and the timings of every epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from absl import logging
+import jax
+import numpy as np
+
+from darts_jax import data
+from darts_jax.runtime import checkpoint
+from darts_jax.runtime import metrics
+from darts_jax.runtime import parallel
+from darts_jax.runtime import preemption
+
+# end_of_epoch(epoch index, state, the epoch's per-step host metrics, writer)
+#   -> (metrics line without the timings, stop after this epoch).
+EpochEndFn = Callable[[int, Any, list, metrics.MetricWriter], tuple[dict, bool]]
+
+
+@dataclasses.dataclass
+class Loop:
+  """What a trainer gives the loop."""
+  workdir: str
+  step: Callable  # Jitted: (state, *batches) -> (state, step metrics with a 'finite' flag).
+  parts: Sequence[tuple[Any, np.ndarray, int]]  # (source, indices, loader seed) per batch.
+  batch_size: int
+  steps_per_epoch: int
+  epochs: int  # The run's length.
+  end_epoch: int  # This call stops after this epoch (<= epochs).
+  end_of_epoch: EpochEndFn
+  hint: str  # How to fix a non-finite loss, for the NaN guard's message.
+  checkpoint_every: int = 0
+  checkpoints_to_keep: int = checkpoint.KEEP
+  data_split: str = ''  # A fingerprint saved with every checkpoint.
+  jsonl_files: tuple[str, ...] = ('metrics.jsonl',)  # Per-epoch records, cut on resume.
+
+
+@dataclasses.dataclass
+class LoopResult:
+  state: Any
+  preempted: Optional[dict] = None  # The result to return when SIGTERM stopped the run.
+
+
+def start_position(state, meta, steps_per_epoch: int, workdir: str) -> tuple[int, int, int]:
+  """(step, epoch, step in that epoch) the restored `state` resumes at."""
+  checkpoint.check_resumable(meta, steps_per_epoch, workdir)
+  step = int(jax.device_get(state['step']))
+  epoch, offset = divmod(step, steps_per_epoch)
+  if meta:
+    logging.info('resumed from the checkpoint of step %d (epoch %d, step %d of it) in %s',
+                 step, epoch, offset, workdir)
+  return step, epoch, offset
+
+
+def run_epochs(loop: Loop, state, meta, mesh) -> LoopResult:
+  """Trains from `state` (restored with `meta`, or fresh with None) to `loop.end_epoch`."""
+  is_main = jax.process_index() == 0
+  spe = loop.steps_per_epoch
+  step, start_epoch, start_offset = start_position(state, meta, spe, loop.workdir)
+  if is_main:  # Lines of epochs after the checkpoint are written again below.
+    for name in loop.jsonl_files:
+      checkpoint.truncate_jsonl(os.path.join(loop.workdir, name), start_epoch)
+  writer = metrics.MetricWriter(loop.workdir, enabled=is_main, first_step=step + 1)
+  try:
+    with preemption.stop_on_sigterm() as stop_request:
+      guard = preemption.StepGuard(loop.workdir, spe, loop.checkpoint_every,
+                                   loop.checkpoints_to_keep, stop_request, hint=loop.hint,
+                                   data_split=loop.data_split)
+      guard.last_saved_step = step if meta else None
+      # A run a method stopped before its last epoch stays stopped when rerun.
+      end_epoch = start_epoch if (meta or {}).get('finished') else loop.end_epoch
+      for epoch in range(start_epoch, end_epoch):
+        epoch_start = time.time()
+        loaders = [data.epoch_loader(source, idx, loop.batch_size, seed, epoch, spe,
+                                     step - epoch * spe, jax.process_index(),
+                                     jax.process_count())
+                   for source, idx, seed in loop.parts]
+        progress = metrics.Progress(spe, desc=f'epoch {epoch + 1}/{loop.epochs}',
+                                    enabled=is_main)
+        progress.n = step - epoch * spe
+        epoch_metrics = preemption.EpochMetrics()
+        if epoch == start_epoch:
+          epoch_metrics.resume(meta, start_offset)
+        loop_start = time.time()
+        first_step_seconds = rest_start = None
+        for batches in zip(*loaders):
+          state, m = loop.step(state, *[parallel.shard_batch(b, mesh) for b in batches])
+          step += 1
+          epoch_metrics.append(m)
+          guard.add(step, m['finite'])
+          if first_step_seconds is None:  # Includes the compile in the first epoch.
+            jax.block_until_ready(m)
+            first_step_seconds = time.time() - loop_start
+            rest_start = time.time()
+          progress.step_dispatched(epoch_metrics.steps)
+          if guard.after_step(state, step, epoch_metrics):
+            progress.close()
+            return LoopResult(state, guard.preempted_result(step))
+        jax.block_until_ready(state)
+        rest_seconds = time.time() - rest_start if rest_start is not None else 0.0
+        steps_run = len(epoch_metrics.steps) - epoch_metrics.resumed
+        progress.close()
+        guard.check_finite()
+        line, stop = loop.end_of_epoch(epoch, state, epoch_metrics.host(), writer)
+        epoch_seconds = time.time() - epoch_start
+        line.update({
+            'first_step_seconds': first_step_seconds,
+            'step_seconds': (rest_seconds / (steps_run - 1) if steps_run > 1
+                             else first_step_seconds),
+            'epoch_seconds': epoch_seconds,
+            'data_wait_fraction': sum(l.wait_seconds for l in loaders) / max(epoch_seconds,
+                                                                             1e-9),
+        })
+        writer.write(step, {'epoch': epoch + 1, **line})
+        guard.save(state, step, finished=bool(stop))
+        if stop:
+          logging.info('stopping after epoch %d, as the method decided', epoch + 1)
+          break
+        if stop_request and epoch + 1 < loop.end_epoch:
+          return LoopResult(state, guard.preempted_result(step))
+  finally:
+    writer.close()
+  return LoopResult(state)
+
+
+def evaluate(eval_step, state, source, indices, batch: int, mesh):
+  """The means over `indices` (padded to whole batches, masked) of `eval_step`'s sums.
+
+  A last partial batch is padded with its own examples repeated in turn, so that BN
+  with batch statistics sees those examples only (exactly their statistics when their
+  number divides the batch).
+
+  `eval_step` returns per-batch sums, the example count last (e.g. loss, correct,
+  count: then this returns (mean loss, accuracy)). Each process reads only its rows
+  of every global batch of `batch` (config.eval_batch_size).
+  """
+  parallel.check_batch(batch, mesh.size, jax.process_count(), 'config.eval_batch_size')
+  rows = parallel.process_rows(batch, jax.process_index(), jax.process_count())
+  totals = None
+  for start in range(0, len(indices), batch):
+    idx = indices[start:start + batch]
+    mask = np.zeros(batch, np.float32)
+    mask[:len(idx)] = 1.0
+    idx = np.resize(idx, batch)
+    idx, mask = idx[rows], mask[rows]
+    images, labels = source.get(idx)
+    sums = eval_step(state, parallel.shard_batch({'image': images, 'label': labels}, mesh),
+                     parallel.shard_batch(mask, mesh))
+    sums = [float(x) for x in sums]
+    totals = sums if totals is None else [t + x for t, x in zip(totals, sums)]
+  *totals, count = totals
+  return tuple(t / count for t in totals)
