@@ -12,6 +12,7 @@ Command (the full table; the 8-cell cases take many minutes each on a 2-core CPU
   python experiments/benchmark.py --cases=speed       # issue #8's targets as a table (12-30 min CPU)
   python experiments/benchmark.py --cases=speed --pytorch_records=/tmp/torch.jsonl  # vs PyTorch
                                                       # measured here (pytorch_reference.py)
+  python experiments/benchmark.py --cases=population  # 1, 2, 4, 8 seeds in one program
 
 Each case runs in its own subprocess (so peak RSS is per case) and times:
   init_seconds     jitted init of weights and batch statistics;
@@ -36,6 +37,8 @@ import time
 from absl import app
 from absl import flags
 
+import benchmark_tables  # experiments/benchmark_tables.py, beside this script.
+
 flags.DEFINE_string('cases', 'digits', 'Comma-separated case names, or "all".')
 flags.DEFINE_integer('steps', 3, 'Timed steps per case (after one warm-up step).')
 flags.DEFINE_string('case', None, 'Internal: run one case in this process.')
@@ -58,6 +61,15 @@ flags.DEFINE_string('remat', 'auto', 'config.model.remat for the search cases (a
 flags.DEFINE_string('compute_dtype', 'float32',
                     'config.model.compute_dtype for the search cases (float32, bfloat16).')
 FLAGS = flags.FLAGS
+
+# N searches in one program (config.seeds, darts_jax/train/population.py), name:
+# (dataset, layers, init_channels, batch, seeds); first order. n1 is the sequential baseline.
+POPULATION_CASES = {
+    f'population_{data}_n{n}': (dataset, layers, channels, batch, n)
+    for data, dataset, layers, channels, batch in (('digits', 'digits', 2, 8, 64),
+                                                   ('cifar_b16', 'cifar10', 8, 16, 16))
+    for n in (1, 2, 4, 8)
+}
 
 # name: (dataset, layers, init_channels, batch, order)
 CASES = {
@@ -115,14 +127,6 @@ FLOOR_CASES = {'floor_b64': (8, 16, 64), 'floor_b16': (8, 16, 16)}
 SPEED_CASES = ('floor_b64', 'cifar_first_b16', 'cifar_first_b64', 'cifar_second_exact_b64',
                'cifar_second_exact_shared_b64')
 
-# The same 8-cell C=16 network hand-written in PyTorch 2.13 on this 2-core CPU, one weight
-# step at batch 64: 12.4 s, 9.4 GB (../shared/reference/xla_cpu_notes.md). A first-order
-# bilevel step is two such forward+backward passes; no PyTorch exact second-order step at
-# batch 64 was measured.
-TORCH_WEIGHT_STEP_B64_SECONDS = 12.4
-TORCH_WEIGHT_STEP_B64_GB = 9.4
-
-
 def random_batch(info, batch: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
@@ -175,8 +179,8 @@ def measure_step(step, state, batches) -> dict:
 def search_parts(config, info):
   """(state, unjitted bilevel step, init seconds) of a search config, as the trainer
   builds them."""
-  from darts_jax.train import search  # pylint: disable=g-import-not-at-top
-  parts = search.SearchParts.from_config(config, info.num_classes)
+  from darts_jax.train import parts as train_parts  # pylint: disable=g-import-not-at-top
+  parts = train_parts.SearchParts.from_config(config, info.num_classes)
   state, init_s = timed_init(lambda: parts.init_state(info.image_shape))
   return state, parts.search_step(info, steps_per_epoch=100), init_s
 
@@ -311,12 +315,38 @@ def projected_search_cost(dataset: str, batch: int, step_seconds: float, epochs:
           f'projected_{epochs}_epoch_search_hours': round(epochs * steps * step_seconds / 3600, 2)}
 
 
+def run_population_case(name):
+  """One program of N seeds' first-order search steps (the trainer's population step)."""
+  from darts_jax import configs, data  # pylint: disable=g-import-not-at-top
+  from darts_jax.train import parts as train_parts  # pylint: disable=g-import-not-at-top
+  from darts_jax.train import population  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  dataset, layers, channels, batch, n = POPULATION_CASES[name]
+  config = configs.search_config('first')
+  config.dataset.name = dataset
+  config.model.update(layers=layers, init_channels=channels, depthwise_impl=FLAGS.depthwise_impl,
+                      cell_impl=FLAGS.cell_impl, remat=FLAGS.remat)
+  config.train.batch_size = batch
+  info = data.get_info(dataset)
+  search_parts = train_parts.SearchParts.from_config(config, info.num_classes)
+  seeds = tuple(range(n))
+  state, init_s = timed_init(lambda: population.init_states(search_parts, info.image_shape,
+                                                            seeds))
+  step = population.population_step(search_parts, info, 100, seeds, shared_order=False)
+  one = random_batch(info, batch)
+  stacked = {k: np.stack([v] * n) for k, v in one.items()}
+  print(json.dumps({'case': name, 'dataset': dataset, 'layers': layers,
+                    'init_channels': channels, 'batch': batch, 'seeds': n,
+                    'init_seconds': init_s, **measure_step(step, state, [stacked, stacked])}),
+        flush=True)
+
+
 def run_floor_case(name):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from darts_jax import configs, data  # pylint: disable=g-import-not-at-top
-  from darts_jax.train import search  # pylint: disable=g-import-not-at-top
+  from darts_jax.train import parts as train_parts  # pylint: disable=g-import-not-at-top
   layers, channels, batch = FLOOR_CASES[name]
   n = 2048
   a = jax.random.normal(jax.random.key(0), (n, n))
@@ -339,7 +369,7 @@ def run_floor_case(name):
     config.model.depthwise_impl = 'xla'
     config.model.remat = 'false'  # Count each op once.
     info = data.get_info('cifar10')
-    parts = search.SearchParts.from_config(config, info.num_classes)
+    parts = train_parts.SearchParts.from_config(config, info.num_classes)
     state = jax.eval_shape(lambda: parts.init_state(info.image_shape))
     images = jax.ShapeDtypeStruct((batch,) + info.image_shape, jnp.uint8)
     labels = jax.ShapeDtypeStruct((batch,), jnp.int32)
@@ -351,67 +381,6 @@ def run_floor_case(name):
     out[f'{key}_gmacs'] = round(cost['flops'] / 2e9, 1)
     out[f'{key}_floor_seconds'] = round(cost['flops'] / (gflops * 1e9), 2)
   print(json.dumps(out), flush=True)
-
-
-def _ratio(a, b):
-  return a / b if a is not None and b else None
-
-
-def speed_table(results: dict) -> str:
-  """Issue #8's targets as a markdown table from the SPEED_CASES' JSON records
-  (`results`: case name -> record; a missing or failed case shows as '-'). Records of
-  experiments/pytorch_reference.py run on the same machine ('pytorch_first_b64',
-  'pytorch_second_exact_b64') replace the PyTorch numbers taken from the notes."""
-  get = lambda case, key: results.get(case, {}).get(key)
-  backend = next((r['backend'] for r in results.values() if r.get('backend')), '?')
-  device = next((r['device'] for r in results.values() if r.get('device')), '?')
-  first64 = get('cifar_first_b64', 'step_seconds')
-  exact64 = get('cifar_second_exact_b64', 'step_seconds')
-  shared64 = get('cifar_second_exact_shared_b64', 'step_seconds')
-  torch_first = get('pytorch_first_b64', 'step_seconds')
-  if torch_first is None:
-    torch_first_name = ('the hand-written PyTorch first-order step at b64 '
-                        f'(2 x {TORCH_WEIGHT_STEP_B64_SECONDS} s)')
-    torch_first = 2 * TORCH_WEIGHT_STEP_B64_SECONDS
-  else:
-    torch_first_name = f'the PyTorch first-order step at b64 (measured: {torch_first:.2f} s)'
-  torch_exact = get('pytorch_second_exact_b64', 'step_seconds')
-  torch_gb = get('pytorch_first_b64', 'peak_rss_gb') or TORCH_WEIGHT_STEP_B64_GB
-  # (measure, target, value, format, check: value -> met, or None where nothing is checked)
-  rows = [
-      ('first compile of the search step (first order, b16, cold cache)', '< 30 s',
-       get('cifar_first_b16', 'compile_seconds'), '{:.1f} s', lambda v: v < 30),
-      ('first-order step, b64', '-', first64, '{:.2f} s', None),
-      (f'speed-up over {torch_first_name}', '>= 2x', _ratio(torch_first, first64), '{:.2f}x',
-       lambda v: v >= 2),
-      ('exact second-order step, b64', '-', exact64, '{:.2f} s', None),
-      ('speed-up over the PyTorch exact second-order step at b64 (double backward'
-       + (f'; measured: {torch_exact:.2f} s)' if torch_exact else ')'), '>= 2x',
-       _ratio(torch_exact, exact64), '{:.2f}x', lambda v: v >= 2),
-      ('exact second order / first order, b64', '<= 2.5x', _ratio(exact64, first64),
-       '{:.2f}x', lambda v: v <= 2.5),
-      ('the same with the weight step on the virtual step\'s train gradient (at the alphas '
-       'before their update; config.arch.share_train_grad)', '<= 2.5x',
-       _ratio(shared64, first64), '{:.2f}x', lambda v: v <= 2.5),
-      ('multiply-add floor at the matmul rate / first-order step, b64', '-',
-       _ratio(get('floor_b64', 'first_order_floor_seconds'), first64), '{:.0%}', None),
-      ('multiply-add floor / exact second-order step, b64', '-',
-       _ratio(get('floor_b64', 'second_order_exact_floor_seconds'), exact64), '{:.0%}', None),
-      (f'peak RSS, first order b64 (PyTorch first-order step: {torch_gb} GB)',
-       f'<= {torch_gb} GB', get('cifar_first_b64', 'peak_rss_gb'), '{:.1f} GB',
-       lambda v: v <= torch_gb),
-      # A GPU-hour target: a CPU projection neither meets nor misses it.
-      ('projected 50-epoch first-order search (391 steps of b64 per epoch)', '<= 1 h on a GPU',
-       get('cifar_first_b64', 'projected_50_epoch_search_hours'), '{:.1f} h',
-       (lambda v: v <= 1) if backend == 'gpu' else None),
-  ]
-  lines = [f'speed targets (issue #8), backend {backend}, device {device}', '',
-           '| measure | target | measured | met |', '|---|---|---|---|']
-  for name, target, value, fmt, check in rows:
-    shown = '-' if value is None else fmt.format(value)
-    met = '-' if value is None or check is None else ('yes' if check(value) else 'no')
-    lines.append(f'| {name} | {target} | {shown} | {met} |')
-  return '\n'.join(lines)
 
 
 def fake_devices_env(num_devices: str) -> dict:
@@ -435,20 +404,26 @@ def main(argv):
     if FLAGS.case in IMAGENET_SEARCH_CASES:
       run_imagenet_search_case(FLAGS.case)
       return
+    if FLAGS.case in POPULATION_CASES:
+      run_population_case(FLAGS.case)
+      return
     (run_augment_case if FLAGS.case in AUGMENT_CASES else run_case)(FLAGS.case)
     return
   known = (list(CASES) + list(AUGMENT_CASES) + list(METHOD_CASES) + list(FLOOR_CASES)
-           + list(IMAGENET_SEARCH_CASES))
+           + list(IMAGENET_SEARCH_CASES) + list(POPULATION_CASES))
   names = known if FLAGS.cases == 'all' else FLAGS.cases.split(',')
   if FLAGS.cases == 'methods':
     names = list(METHOD_CASES)
   if FLAGS.cases == 'speed':
     names = list(SPEED_CASES)
+  if FLAGS.cases == 'population':
+    names = list(POPULATION_CASES)
   results = {}
   runs = [(name, d) for name in names for d in FLAGS.devices.split(',')]
   for name, num_devices in runs:
     if name not in known:
-      sys.exit(f'error: unknown case {name!r}; use all, methods, speed or known cases: '
+      sys.exit(f'error: unknown case {name!r}; use all, methods, speed, population or known '
+               'cases: '
                f'{sorted(known)}')
     env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE='false', **fake_devices_env(num_devices))
     proc = subprocess.run([sys.executable, __file__, f'--case={name}', f'--steps={FLAGS.steps}',
@@ -466,19 +441,10 @@ def main(argv):
       print(lines[-1], flush=True)
       results[name] = json.loads(lines[-1])
   if FLAGS.cases == 'speed':
-    print(speed_table({**read_records(FLAGS.pytorch_records), **results}), flush=True)
-
-
-def read_records(path: str) -> dict:
-  """case -> record of a JSON-lines file ('' gives none); a later line replaces an earlier one."""
-  if not path:
-    return {}
-  if not os.path.exists(path):
-    sys.exit(f'error: --pytorch_records={path!r} does not exist; run '
-             'experiments/pytorch_reference.py with its output appended to that file.')
-  with open(path) as f:
-    records = [json.loads(line) for line in f if line.startswith('{')]
-  return {r['case']: r for r in records if 'case' in r}
+    print(benchmark_tables.speed_table({**benchmark_tables.read_records(FLAGS.pytorch_records),
+                                        **results}), flush=True)
+  if FLAGS.cases == 'population':
+    print(benchmark_tables.population_table(results), flush=True)
 
 
 if __name__ == '__main__':

@@ -16,7 +16,7 @@ from darts_jax import data
 from darts_jax.errors import UserError
 from darts_jax.optim import architect
 from darts_jax.optim import sgd
-from darts_jax.train import search
+from darts_jax.train import parts as train_parts
 from darts_jax.train import settings
 from darts_jax.train import steps as train_steps
 
@@ -31,7 +31,7 @@ def loss_fn_of(model, batch_stats):
 
 
 def search_step_of(config, info, steps_per_epoch=10):
-  return search.SearchParts.from_config(config, info.num_classes).search_step(
+  return train_parts.SearchParts.from_config(config, info.num_classes).search_step(
       info, steps_per_epoch)
 
 
@@ -194,8 +194,8 @@ def _two_op_supernet_step_inputs(order, seed):
   config.search_space.primitives = ['skip_connect', 'sep_conv_3x3']
   config.train.crop_padding = 0
   info = data.get_info('digits')
-  parts = search.SearchParts.from_config(config, info.num_classes)
-  model, state = parts.model, parts.init_state(info.image_shape)
+  search_parts = train_parts.SearchParts.from_config(config, info.num_classes)
+  model, state = search_parts.model, search_parts.init_state(info.image_shape)
   ks = jax.random.split(jax.random.key(seed), 4)
   batch = lambda k1, k2: {
       'image': jax.random.randint(k1, (8,) + info.image_shape, 0, 256).astype(jnp.uint8),
@@ -354,17 +354,17 @@ def test_update_order_errors_are_clear():
   config = _tiny_supernet_config('second')
   config.arch.update_order = 'weights_first'
   with pytest.raises(UserError, match="needs config.arch.order='first'"):
-    search.check_config(config, info, 1, 1)
+    train_parts.check_config(config, info, 1, 1)
   config.arch.update_order = 'alphas_last'
   with pytest.raises(UserError, match='unknown config.arch.update_order'):
-    search.check_config(config, info, 1, 1)
+    train_parts.check_config(config, info, 1, 1)
 
 
 def test_nesterov_without_momentum_is_a_clear_error():
   config = _tiny_supernet_config('first')
   config.train.nesterov, config.train.momentum = True, 0.0
   with pytest.raises(UserError, match='nesterov needs config.train.momentum > 0'):
-    search.check_config(config, data.get_info('digits'), 1, 1)
+    train_parts.check_config(config, data.get_info('digits'), 1, 1)
 
 
 def test_nesterov_sgd_is_optax_nesterov_after_weight_decay():
@@ -396,12 +396,12 @@ def test_shared_train_grad_is_refused_where_it_cannot_apply():
   first = _tiny_supernet_config('first')
   first.arch.share_train_grad = True
   with pytest.raises(UserError, match='only in second order'):
-    search.check_config(first, info, 1, 1)
+    train_parts.check_config(first, info, 1, 1)
   gdas = _tiny_supernet_config()
   gdas.arch.share_train_grad = True
   gdas.method.name = 'gdas'
   with pytest.raises(UserError, match='needs one edge-weight sample for both'):
-    search.check_config(gdas, info, 1, 1)
+    train_parts.check_config(gdas, info, 1, 1)
 
 
 @pytest.mark.slow
@@ -411,8 +411,8 @@ def test_exact_second_order_on_the_supernet_matches_reverse_over_reverse():
   the unrolled validation loss in reverse mode twice: two independent autodiff paths."""
   config = _tiny_supernet_config()
   info = data.get_info('digits')
-  parts = search.SearchParts.from_config(config, info.num_classes)
-  model, state = parts.model, parts.init_state(info.image_shape)
+  search_parts = train_parts.SearchParts.from_config(config, info.num_classes)
+  model, state = search_parts.model, search_parts.init_state(info.image_shape)
   loss_fn = loss_fn_of(model, state['batch_stats'])
   ks = jax.random.split(jax.random.key(3), 4)
   batch = lambda k1, k2: {'image': jax.random.normal(k1, (8,) + info.image_shape),

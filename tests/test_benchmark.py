@@ -1,4 +1,5 @@
-"""The speed-target table of experiments/benchmark.py (issue #8), from given records."""
+"""The tables of experiments/benchmark.py (experiments/benchmark_tables.py): the speed
+targets (issue #8) and populations against sequential runs, from given records."""
 
 import importlib.util
 import pathlib
@@ -8,8 +9,8 @@ import pytest
 
 @pytest.fixture(scope='module')
 def benchmark():
-  path = pathlib.Path(__file__).parents[1] / 'experiments' / 'benchmark.py'
-  spec = importlib.util.spec_from_file_location('darts_jax_benchmark', path)
+  path = pathlib.Path(__file__).parents[1] / 'experiments' / 'benchmark_tables.py'
+  spec = importlib.util.spec_from_file_location('darts_jax_benchmark_tables', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -81,3 +82,18 @@ def test_speed_table_compares_with_measured_pytorch_records(benchmark, tmp_path)
   assert by_start('peak RSS') == ('<= 9.2 GB', '5.0 GB', 'yes')
   with pytest.raises(SystemExit, match='pytorch_reference.py'):
     benchmark.read_records(str(tmp_path / 'missing.jsonl'))
+
+
+def test_population_table_counts_compile_in_the_throughput(benchmark):
+  records = {
+      'population_digits_n1': {'dataset': 'digits', 'compile_seconds': 10.0,
+                               'step_seconds': 0.1, 'peak_rss_gb': 1.0},
+      'population_digits_n4': {'dataset': 'digits', 'compile_seconds': 12.0,
+                               'step_seconds': 0.3, 'peak_rss_gb': 2.0},
+  }
+  table = benchmark.population_table(records)
+  # 4 x (10 + 220 x 0.1) / (12 + 220 x 0.3) = 128 / 78.
+  assert f'| population_digits | 4 | 12.0 | 0.300 | 0.075 | 2.00 | {128 / 78:.2f}x (220) |' in (
+      table)
+  assert '| population_digits | 2 | - | - | - | - | - |' in table
+  assert '| population_digits | 1 | 10.0 | 0.100 | 0.100 | 1.00 | 1.00x (220) |' in table

@@ -11,10 +11,11 @@ from darts_jax import data
 from darts_jax import spaces
 from darts_jax.errors import UserError
 from darts_jax.train import checks
-from darts_jax.train import search
+from darts_jax.train import parts as train_parts
 
 EXPERIMENTS = os.path.join(os.path.dirname(__file__), '..', 'experiments')
-NOT_CONFIGS = ('benchmark.py', 'pytorch_augment_reference.py', 'pytorch_reference.py',
+NOT_CONFIGS = ('benchmark.py', 'benchmark_tables.py', 'pytorch_augment_reference.py',
+               'pytorch_reference.py',
                'render_report.py')
 CONFIG_FILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(EXPERIMENTS, '*.py'))
                       if os.path.basename(p) not in NOT_CONFIGS)
@@ -45,7 +46,7 @@ def _check(config):
   assert not missing, f'fields the {config.mode} trainer reads are missing: {sorted(missing)}'
   info = data.get_info(config.dataset.name)
   if config.mode == 'search':
-    search.check_config(config, info, num_devices=1, process_count=1)
+    train_parts.check_config(config, info, num_devices=1, process_count=1)
     return
   checks.check_evaluation(config, num_devices=1, process_count=1)
   space, arch = spaces.load_arch(config.genotype, config.get('search_space', {}).get('name', ''))

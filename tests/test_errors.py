@@ -14,7 +14,7 @@ from darts_jax.errors import UserError
 from darts_jax.spaces.darts import zoo
 from darts_jax.spaces.darts.genotype import GenotypeError
 from darts_jax.train import checks
-from darts_jax.train import search
+from darts_jax.train import parts as train_parts
 
 
 def _set(path, value):
@@ -253,6 +253,6 @@ def test_finite_difference_second_order_needs_float32():
   config.model.compute_dtype = 'bfloat16'
   info = data.get_info(config.dataset.name)
   with pytest.raises(UserError, match="second_fd perturbs the weights.*compute_dtype='float32'"):
-    search.check_config(config, info, 1, 1)
+    train_parts.check_config(config, info, 1, 1)
   config.arch.order = 'second_exact'
-  search.check_config(config, info, 1, 1)
+  train_parts.check_config(config, info, 1, 1)

@@ -15,7 +15,7 @@ from darts_jax.spaces.darts import eval_network
 from darts_jax.spaces.darts import eval_ops
 from darts_jax.spaces.darts import zoo
 from darts_jax.train import augment
-from darts_jax.train import search
+from darts_jax.train import parts as train_parts
 
 SPECS = [
     # (spec, shape as the module asks for it): PyTorch-default depthwise and pointwise
@@ -81,7 +81,7 @@ def _compare_with_flax(host_vars, flax_vars):
 def test_search_network_matches_flax_init():
   config = configs.search_tiny_config()
   info = data.get_info(config.dataset.name)
-  parts = search.SearchParts.from_config(config, info.num_classes)
+  parts = train_parts.SearchParts.from_config(config, info.num_classes)
   model = parts.model
   state = parts.init_state(info.image_shape)
   x = jnp.zeros((1,) + info.image_shape, jnp.float32)
@@ -112,7 +112,7 @@ def test_evaluation_network_matches_flax_init():
 def test_host_init_is_a_function_of_the_seed():
   config = configs.search_tiny_config()
   info = data.get_info(config.dataset.name)
-  init = lambda: search.SearchParts.from_config(config, info.num_classes).init_state(
+  init = lambda: train_parts.SearchParts.from_config(config, info.num_classes).init_state(
       info.image_shape)['params']
   a, b = (init() for _ in range(2))
   jax.tree.map(np.testing.assert_array_equal, a, b)

@@ -20,7 +20,7 @@ from darts_jax.methods.base import Forward
 from darts_jax.nn import initializers
 from darts_jax.spaces import mixed_edges
 from darts_jax.spaces.darts import genotype as genotypes
-from darts_jax.train import search
+from darts_jax.train import parts as train_parts
 
 
 def cfg(method='darts', tiny=True):
@@ -290,7 +290,7 @@ def test_method_networks_have_darts_parameter_shapes_except_pc_darts():
   info_shape = (1, 8, 8, 1)
   shapes = {}
   for name in ('darts', 'gdas', 'pc_darts'):
-    parts = search.SearchParts.from_config(cfg(name), 10)
+    parts = train_parts.SearchParts.from_config(cfg(name), 10)
     model, method = parts.model, parts.method
     a = method.init_alphas(jax.random.key(0))
     v = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(info_shape),

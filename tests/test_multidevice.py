@@ -26,7 +26,7 @@ from darts_jax.errors import UserError
 from darts_jax.methods.base import Forward
 from darts_jax.runtime import parallel
 from darts_jax.train import checks
-from darts_jax.train import search
+from darts_jax.train import parts as train_parts
 from darts_jax.train import steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,7 +181,7 @@ from darts_jax.train import search, steps
 assert jax.device_count() == 8, jax.devices()
 config = configs.search_tiny_config()
 info = data.get_info('digits')
-parts = search.SearchParts.from_config(config, info.num_classes)
+parts = train_parts.SearchParts.from_config(config, info.num_classes)
 model, state = parts.model, parts.init_state(info.image_shape)
 weights = lambda alphas: parts.method.edge_weights(alphas, Forward.VALIDATION, None, 0)
 rng = np.random.default_rng(0)
@@ -225,7 +225,7 @@ def test_batches_not_divisible_across_devices_are_clear(field):
   else:
     config.eval_batch_size = 60
   with pytest.raises(UserError, match=f'config.{field} .* does not divide across 8 devices'):
-    search.check_config(config, data.get_info('digits'), num_devices=8, process_count=1)
+    train_parts.check_config(config, data.get_info('digits'), num_devices=8, process_count=1)
 
 
 def test_augment_eval_batch_not_divisible_is_clear():
@@ -281,7 +281,7 @@ def test_bad_distributed_flags_are_one_line_errors(tmp_path, flags, fragment):
 def test_bfloat16_loss_and_gradients_are_finite_close_and_float32():
   config = configs.search_tiny_config()
   info = data.get_info('digits')
-  parts = search.SearchParts.from_config(config, info.num_classes)
+  parts = train_parts.SearchParts.from_config(config, info.num_classes)
   model, state = parts.model, parts.init_state(info.image_shape)
   weights = lambda alphas: parts.method.edge_weights(alphas, Forward.VALIDATION, None, 0)
   rng = np.random.default_rng(0)
@@ -312,4 +312,4 @@ def test_bfloat16_is_checked():
   config = configs.search_tiny_config()
   config.model.compute_dtype = 'float16'
   with pytest.raises(UserError, match='compute_dtype'):
-    search.check_config(config, data.get_info('digits'), num_devices=1, process_count=1)
+    train_parts.check_config(config, data.get_info('digits'), num_devices=1, process_count=1)

@@ -29,6 +29,7 @@ from darts_jax.spaces.nb201 import benchmark as nb201_benchmark
 from darts_jax.spaces.nb201 import networks as nb201_networks
 from darts_jax.train import augment
 from darts_jax.train import loop
+from darts_jax.train import parts as train_parts
 from darts_jax.train import search
 
 EXAMPLE = ('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+'
@@ -220,10 +221,10 @@ def test_benchmark_settings_are_checked_at_start(tmp_path, monkeypatch):
   """A look-up that cannot run fails before the search, not as a skip at its end."""
   config = benchmarks.search_nb201('darts,tiny')
   info = data.get_info('digits')
-  search.check_config(config, info, 1, 1)  # No path: no look-up, nothing to check.
+  train_parts.check_config(config, info, 1, 1)  # No path: no look-up, nothing to check.
   config.search_space.benchmark_path = str(tmp_path / 'missing.pth')
   with pytest.raises(UserError, match="missing.pth is not a file; give the NAS-Bench-201"):
-    search.check_config(config, info, 1, 1)
+    train_parts.check_config(config, info, 1, 1)
   path = tmp_path / 'bench.pth'
   path.write_bytes(b'')
   config.search_space.benchmark_path = str(path)
@@ -231,14 +232,14 @@ def test_benchmark_settings_are_checked_at_start(tmp_path, monkeypatch):
   monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name in (
       'nas_201_api', 'nats_bench') else real_find_spec(name, *a))
   with pytest.raises(UserError, match='pip install nas-bench-201 or pip install nats_bench'):
-    search.check_config(config, info, 1, 1)
+    train_parts.check_config(config, info, 1, 1)
   monkeypatch.setattr(importlib.util, 'find_spec', real_find_spec)
   # Installed (here: imported already, as a module without a spec).
   monkeypatch.setitem(sys.modules, 'nats_bench', types.ModuleType('nats_bench'))
-  search.check_config(config, info, 1, 1)
+  train_parts.check_config(config, info, 1, 1)
   config.search_space.benchmark_dataset = 'imagenet'
   with pytest.raises(UserError, match="benchmark_dataset 'imagenet'; use one of"):
-    search.check_config(config, info, 1, 1)
+    train_parts.check_config(config, info, 1, 1)
 
 
 class _FakeBenchmarkAPI:
@@ -301,7 +302,7 @@ def test_random_ws_search_without_running_stats_derives_a_cell(tmp_path):
 def _tiny_search_model(method='darts'):
   config = benchmarks.search_nb201(method + ',tiny')
   info = data.get_info(config.dataset.name)
-  parts = search.SearchParts.from_config(config, info.num_classes)
+  parts = train_parts.SearchParts.from_config(config, info.num_classes)
   return config, info, parts, parts.init_state(info.image_shape)
 
 

@@ -29,7 +29,7 @@ from darts_jax.errors import UserError
 from darts_jax.runtime import checkpoint
 from darts_jax.runtime import metrics
 from darts_jax.runtime import preemption
-from darts_jax.train import search
+from darts_jax.train import parts as train_parts
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 CACHE = os.environ['DARTS_JAX_TEST_CACHE']  # Set by conftest.py: this session's cache.
@@ -236,7 +236,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(reference, tmp
   shutil.rmtree(os.path.join(checkpoint.checkpoint_dir(workdir), str(TINY_STEPS)))
   config = configs.search_tiny_config()
   info = data.get_info(config.dataset.name)
-  template = search.SearchParts.from_config(config, info.num_classes).init_state(
+  template = train_parts.SearchParts.from_config(config, info.num_classes).init_state(
       info.image_shape)
   state, meta = checkpoint.restore_latest(workdir, template)
   assert meta['step'] == TINY_STEPS - 1

@@ -12,6 +12,7 @@ from darts_jax import data
 from darts_jax.errors import UserError
 from darts_jax.spaces.darts import zoo
 from darts_jax.spaces.darts.genotype_text import genotype_to_text
+from darts_jax.train import parts as train_parts
 from darts_jax.train import search
 
 
@@ -86,7 +87,7 @@ def test_batch_not_divisible_across_devices_is_clear():
   config = configs.search_tiny_config()
   config.train.batch_size = 15
   with pytest.raises(UserError, match='divide'):
-    search.check_config(config, data.get_info('digits'), num_devices=2, process_count=1)
+    train_parts.check_config(config, data.get_info('digits'), num_devices=2, process_count=1)
 
 
 def test_unknown_dataset_is_clear(tmp_path):
@@ -103,7 +104,7 @@ def test_init_state_also_traces_inside_eval_shape():
   import jax  # pylint: disable=g-import-not-at-top
   config = configs.search_tiny_config()
   info = data.get_info(config.dataset.name)
-  parts = search.SearchParts.from_config(config, info.num_classes)
+  parts = train_parts.SearchParts.from_config(config, info.num_classes)
   shapes = jax.eval_shape(lambda: parts.init_state(info.image_shape))
   state = parts.init_state(info.image_shape)
   assert jax.tree.structure(shapes) == jax.tree.structure(state)

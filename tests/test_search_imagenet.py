@@ -17,6 +17,7 @@ from darts_jax.errors import UserError
 from darts_jax.methods.base import Forward
 from darts_jax.spaces.darts import zoo
 from darts_jax.spaces.darts.genotype_text import genotype_to_text
+from darts_jax.train import parts as train_parts
 from darts_jax.train import search
 from darts_jax.train import settings
 
@@ -65,7 +66,7 @@ def test_imagenet_stem_shapes_and_first_cell_preprocessing():
   FactorizedReduce (PC-DARTS's reduction_prev=True); the classifier sees 1/32."""
   config = benchmarks.search_imagenet()
   info = data.get_info('imagenet2012')
-  parts = search.SearchParts.from_config(config, info.num_classes)
+  parts = train_parts.SearchParts.from_config(config, info.num_classes)
   model = parts.model
   state = jax.eval_shape(lambda: parts.init_state(info.image_shape))
   params = jax.tree.map(lambda a: a.shape, state['params'])
@@ -121,11 +122,11 @@ def test_bad_settings_are_clear(field, value, message):
   section, name = field.split('.')
   config[section][name] = value
   with pytest.raises(UserError, match=message):
-    search.check_config(config, data.get_info('imagenet2012'), 1, 1)
+    train_parts.check_config(config, data.get_info('imagenet2012'), 1, 1)
 
 
 def test_imagenet_stem_is_for_the_darts_space_only():
   config = benchmarks.search_nb201('darts')
   config.model.stem = 'imagenet'
   with pytest.raises(UserError, match="NAS-Bench-201 has its own stem"):
-    search.check_config(config, data.get_info('cifar10'), 1, 1)
+    train_parts.check_config(config, data.get_info('cifar10'), 1, 1)

@@ -58,6 +58,11 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   # Checkpoints: every N steps (0: epoch ends only) and at every epoch end; last K kept.
   config.checkpoint_every_steps = 100
   config.checkpoints_to_keep = 2
+  # A population: N searches in one program, e.g. (0, 1, 2, 3) (darts_jax/train/population.py);
+  # () is one search of config.seed. shared_data_order: every seed sees config.seeds[0]'s
+  # batches (for paired studies); else each its own.
+  config.seeds = ()
+  config.shared_data_order = False
   return config
 
 

@@ -135,3 +135,22 @@ class BatchLoader:
     finally:
       stop.set()
       thread.join(timeout=5)
+
+
+class StackedLoader:
+  """Several loaders of one epoch (a population's seeds) as one: their batches stacked on
+  a leading axis."""
+
+  def __init__(self, loaders):
+    self.loaders = list(loaders)
+
+  def __len__(self) -> int:
+    return min(len(l) for l in self.loaders)
+
+  @property
+  def wait_seconds(self) -> float:
+    return sum(l.wait_seconds for l in self.loaders)
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    for batches in zip(*self.loaders):
+      yield {k: np.stack([b[k] for b in batches]) for k in batches[0]}

@@ -1,11 +1,13 @@
-"""Data parallelism: one SPMD program over a 1-D device mesh.
+"""Data parallelism: one SPMD program over a device mesh.
 
 The batch is sharded over the mesh's 'data' axis and everything else is
 replicated; `jax.jit` then inserts the collectives (the mean loss, and so the
-batch-norm statistics, are over the global batch).
+batch-norm statistics, are over the global batch). A population of searches adds a
+'seed' axis: each seed's state and batches live on its row of devices.
 """
 
 import itertools
+import math
 
 import jax
 import numpy as np
@@ -14,12 +16,32 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from darts_jax.errors import UserError
 
 DATA_AXIS = 'data'
+SEED_AXIS = 'seed'
 
 
 def make_mesh() -> jax.sharding.Mesh:
   # Auto axes: jit propagates the batch sharding and inserts the collectives.
   return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
                        axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def make_population_mesh(num_seeds: int) -> jax.sharding.Mesh:
+  """A (seed, data) mesh: gcd(seeds, devices) rows of seeds, the rest data parallel
+  (4 seeds on 8 devices: 4 x 2)."""
+  rows = math.gcd(num_seeds, jax.device_count())
+  return jax.make_mesh((rows, jax.device_count() // rows), (SEED_AXIS, DATA_AXIS),
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2)
+
+
+def shard_seeds(tree, mesh):
+  """A population's state (leading seed axis) over the mesh's seed axis."""
+  return jax.device_put(tree, NamedSharding(mesh, P(SEED_AXIS)))
+
+
+def shard_seed_batches(tree, mesh):
+  """Batches stacked per seed [seeds, batch, ...] over (seed, data); one process."""
+  return jax.device_put(jax.tree.map(np.asarray, tree),
+                        NamedSharding(mesh, P(SEED_AXIS, DATA_AXIS)))
 
 
 def check_batch(batch_size: int, num_devices: int, process_count: int = 1,

@@ -100,14 +100,17 @@ class EpochMetrics:
     self.steps.append(step_metrics)
 
   def host(self) -> list:
-    """Every step's metrics as Python floats ('finite' left out)."""
+    """Every step's metrics as Python floats, or lists of them per seed of a population
+    ('finite' left out)."""
     values = jax.device_get(self.steps)
-    return [{k: float(v) for k, v in m.items() if k != 'finite'} for m in values]
+    return [{k: np.asarray(v, np.float64).tolist() for k, v in m.items() if k != 'finite'}
+            for m in values]
 
   @staticmethod
-  def mean(host: list, key: str) -> float:
-    """The mean of `key` over `host()`'s steps, summed in float64."""
-    return float(np.mean(np.asarray([m[key] for m in host], dtype=np.float64)))
+  def mean(host: list, key: str):
+    """The mean of `key` over `host()`'s steps, summed in float64 (per seed: an array)."""
+    mean = np.mean(np.asarray([m[key] for m in host], dtype=np.float64), axis=0)
+    return float(mean) if mean.ndim == 0 else mean
 
 
 class StepGuard:
@@ -119,8 +122,10 @@ class StepGuard:
   """
 
   def __init__(self, workdir, steps_per_epoch: int, every_steps: int, keep: int,
-               stop_request: StopRequest, hint: str, data_split: str = ''):
+               stop_request: StopRequest, hint: str, data_split: str = '',
+               seeds: tuple = ()):
     self.workdir = workdir
+    self.seeds = seeds  # A population's seeds: the finite flags are one per seed.
     self.data_split = data_split  # Saved with each checkpoint (checkpoint.save).
     self.steps_per_epoch = steps_per_epoch
     self.every_steps = every_steps
@@ -134,16 +139,21 @@ class StepGuard:
     self._pending.append((step, finite))
 
   def check_finite(self) -> None:
-    """Raises UserError naming the first step with a non-finite loss or gradient."""
+    """Raises UserError naming the first step (and seeds) with a non-finite loss or
+    gradient."""
     flags = jax.device_get([f for _, f in self._pending])
     steps = [s for s, _ in self._pending]
     self._pending = []
     for step, ok in zip(steps, flags):
-      if not ok:
+      ok = np.asarray(ok)
+      if not ok.all():
         epoch = (step - 1) // self.steps_per_epoch + 1
         kept = (f'the last good checkpoint (step {self.last_saved_step}) is kept'
                 if self.last_saved_step is not None else 'no checkpoint was written')
-        raise UserError(f'non-finite loss or gradient at step {step} (epoch {epoch}); '
+        seeds = ''
+        if ok.ndim:
+          seeds = ' of seed ' + ', '.join(str(self.seeds[i]) for i in np.flatnonzero(~ok))
+        raise UserError(f'non-finite loss or gradient at step {step} (epoch {epoch}){seeds}; '
                         f'stopped without saving, {kept}; {self.hint}')
 
   def save(self, state, step: int, epoch_metrics: EpochMetrics | None = None,

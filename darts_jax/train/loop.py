@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from darts_jax import data
+from darts_jax.data import loader as data_loader
 from darts_jax.runtime import checkpoint
 from darts_jax.runtime import metrics
 from darts_jax.runtime import parallel
@@ -34,7 +35,9 @@ class Loop:
   """What a trainer gives the loop."""
   workdir: str
   step: Callable  # Jitted: (state, *batches) -> (state, step metrics with a 'finite' flag).
-  parts: Sequence[tuple[Any, np.ndarray, int]]  # (source, indices, loader seed) per batch.
+  # (source, indices, loader seed) per batch the step takes; a tuple of loader seeds: one
+  # loader per seed of a population, their batches stacked on a leading seed axis.
+  parts: Sequence[tuple[Any, np.ndarray, Any]]
   batch_size: int
   steps_per_epoch: int
   epochs: int  # The run's length.
@@ -44,6 +47,8 @@ class Loop:
   checkpoint_every: int = 0
   checkpoints_to_keep: int = checkpoint.KEEP
   data_split: str = ''  # A fingerprint saved with every checkpoint.
+  shard: Callable = parallel.shard_batch  # (host batch, mesh) -> global array.
+  seeds: tuple = ()  # A population's seeds (names them in the NaN guard's message).
   jsonl_files: tuple[str, ...] = ('metrics.jsonl',)  # Per-epoch records, cut on resume.
 
 
@@ -53,10 +58,15 @@ class LoopResult:
   preempted: Optional[dict] = None  # The result to return when SIGTERM stopped the run.
 
 
+def step_of(state) -> int:
+  """The state's step counter (a population's seeds share it)."""
+  return int(np.asarray(jax.device_get(state['step'])).reshape(-1)[0])
+
+
 def start_position(state, meta, steps_per_epoch: int, workdir: str) -> tuple[int, int, int]:
   """(step, epoch, step in that epoch) the restored `state` resumes at."""
   checkpoint.check_resumable(meta, steps_per_epoch, workdir)
-  step = int(jax.device_get(state['step']))
+  step = step_of(state)
   epoch, offset = divmod(step, steps_per_epoch)
   if meta:
     logging.info('resumed from the checkpoint of step %d (epoch %d, step %d of it) in %s',
@@ -77,16 +87,14 @@ def run_epochs(loop: Loop, state, meta, mesh) -> LoopResult:
     with preemption.stop_on_sigterm() as stop_request:
       guard = preemption.StepGuard(loop.workdir, spe, loop.checkpoint_every,
                                    loop.checkpoints_to_keep, stop_request, hint=loop.hint,
-                                   data_split=loop.data_split)
+                                   data_split=loop.data_split, seeds=loop.seeds)
       guard.last_saved_step = step if meta else None
       # A run a method stopped before its last epoch stays stopped when rerun.
       end_epoch = start_epoch if (meta or {}).get('finished') else loop.end_epoch
       for epoch in range(start_epoch, end_epoch):
         epoch_start = time.time()
-        loaders = [data.epoch_loader(source, idx, loop.batch_size, seed, epoch, spe,
-                                     step - epoch * spe, jax.process_index(),
-                                     jax.process_count())
-                   for source, idx, seed in loop.parts]
+        loaders = [_epoch_loader(source, idx, loop.batch_size, seeds, epoch, spe,
+                                 step - epoch * spe) for source, idx, seeds in loop.parts]
         progress = metrics.Progress(spe, desc=f'epoch {epoch + 1}/{loop.epochs}',
                                     enabled=is_main)
         progress.n = step - epoch * spe
@@ -96,7 +104,7 @@ def run_epochs(loop: Loop, state, meta, mesh) -> LoopResult:
         loop_start = time.time()
         first_step_seconds = rest_start = None
         for batches in zip(*loaders):
-          state, m = loop.step(state, *[parallel.shard_batch(b, mesh) for b in batches])
+          state, m = loop.step(state, *[loop.shard(b, mesh) for b in batches])
           step += 1
           epoch_metrics.append(m)
           guard.add(step, m['finite'])
@@ -135,6 +143,17 @@ def run_epochs(loop: Loop, state, meta, mesh) -> LoopResult:
   return LoopResult(state)
 
 
+def _epoch_loader(source, indices, batch_size: int, seeds, epoch: int, num_steps: int,
+                  start_step: int):
+  """One part's loader of an epoch: for one loader seed, or stacked for several."""
+  def one(seed):
+    return data.epoch_loader(source, indices, batch_size, seed, epoch, num_steps, start_step,
+                             jax.process_index(), jax.process_count())
+  if isinstance(seeds, (tuple, list)):
+    return data_loader.StackedLoader([one(s) for s in seeds])
+  return one(seeds)
+
+
 def evaluate(eval_step, state, source, indices, batch: int, mesh):
   """The means over `indices` (padded to whole batches, masked) of `eval_step`'s sums.
 
@@ -144,9 +163,11 @@ def evaluate(eval_step, state, source, indices, batch: int, mesh):
 
   `eval_step` returns per-batch sums, the example count last (e.g. loss, correct,
   count: then this returns (mean loss, accuracy)). Each process reads only its rows
-  of every global batch of `batch` (config.eval_batch_size).
+  of every global batch of `batch` (config.eval_batch_size). A population's eval step
+  returns its sums per seed: then the means are arrays over the seeds.
   """
-  parallel.check_batch(batch, mesh.size, jax.process_count(), 'config.eval_batch_size')
+  parallel.check_batch(batch, mesh.shape[parallel.DATA_AXIS], jax.process_count(),
+                       'config.eval_batch_size')
   rows = parallel.process_rows(batch, jax.process_index(), jax.process_count())
   totals = None
   for start in range(0, len(indices), batch):
@@ -158,7 +179,7 @@ def evaluate(eval_step, state, source, indices, batch: int, mesh):
     images, labels = source.get(idx)
     sums = eval_step(state, parallel.shard_batch({'image': images, 'label': labels}, mesh),
                      parallel.shard_batch(mask, mesh))
-    sums = [float(x) for x in sums]
+    sums = [np.asarray(x, np.float64) for x in sums]  # Per seed for a population.
     totals = sums if totals is None else [t + x for t, x in zip(totals, sums)]
   *totals, count = totals
-  return tuple(t / count for t in totals)
+  return tuple(float(t / count) if t.ndim == 0 else t / count for t in totals)

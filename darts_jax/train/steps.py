@@ -4,6 +4,8 @@ Pure functions of explicit state pytrees; each `make_*` closes over a model, a m
 and typed settings (`train.settings`), never the config.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -87,7 +89,7 @@ def no_alpha_grad(order, loss_fn, params, alphas, train_batch, val_batch, *unuse
   return architect.AlphaGrad(jax.tree.map(jnp.zeros_like, alphas), loss, aux, (aux,))
 
 
-def make_search_step(model, method, weights, arch, *, seed: int, info, crop_padding: int,
+def make_search_step(model, method, weights, arch, *, seed, info, crop_padding: int,
                      steps_per_epoch: int, dtype, track_running_stats: bool = True):
   """One jitted bilevel step: an alpha step on a validation batch and a weight step.
 
@@ -97,11 +99,15 @@ def make_search_step(model, method, weights, arch, *, seed: int, info, crop_padd
   arch.share_train_grad the weight gradient is taken first, at the old alphas, and the
   second-order alpha gradient reuses it for w'. The running BN statistics follow the
   forwards in the same order. `weights`: a WeightOptimizer; `arch`: an ArchOptimizer.
+
+  `seed` (an int) keys every step's randomness, fold_in(key(seed), step); with seed=None
+  the step takes the seed as its first argument, `step(seed, state, train, val)`, so
+  that a population of searches can map it over a seed axis.
   """
   a_tx = arch.optimizer()
   alpha_grad = architect.alpha_grad if method.trains_alphas else no_alpha_grad
 
-  def step(state, train_batch, val_batch):
+  def step_of_seed(seed, state, train_batch, val_batch):
     key = jax.random.fold_in(jax.random.key(seed), state['step'])
     k_train, k_val = jax.random.split(key)
     train_batch = preprocess(k_train, train_batch, info, crop_padding)
@@ -173,7 +179,9 @@ def make_search_step(model, method, weights, arch, *, seed: int, info, crop_padd
     }
     return new_state, step_metrics
 
-  return step
+  if seed is None:
+    return step_of_seed
+  return functools.partial(step_of_seed, seed)
 
 
 def make_search_eval_step(model, method, info, batch_statistics: bool = False):

@@ -25,6 +25,7 @@ from absl import logging
 from darts_jax.errors import UserError
 from darts_jax.viz import alpha_plots
 from darts_jax.viz import cell_drawing
+from darts_jax.viz import population
 from darts_jax.viz import report_sections as rs
 from darts_jax.viz import run_files
 from darts_jax.viz.report_sections import EVAL_RUNS, esc, img, section
@@ -148,7 +149,11 @@ def _read_configs(workdir: str, search_dir: str, notes: list[str]) -> list[tuple
 
 
 def build_report_html(workdir: str | os.PathLike[str]) -> str:
-  """The report page for `workdir` as a string (see `write_report`)."""
+  """The report page for `workdir` as a string (see `write_report`); a population's
+  (config.seeds) is `population.build_population_html`."""
+  summary = rs.read_json(os.path.join(os.fspath(workdir), 'result.json'), [])
+  if population.is_population(summary):
+    return population.build_population_html(os.fspath(workdir), summary, _CSS)
   rf = run_files.find_run_files(workdir)  # UserError if not a directory.
   workdir, search_dir = rf.workdir, rf.search_dir
   notes = list(rf.notes)
