@@ -104,7 +104,7 @@ def summarize(config: Any, genotype_spec: str | None = None,
     raise UserError('no genotype: pass --genotype=NAME|TEXT|PATH or set '
                     'config.genotype')
   network = config.model.network
-  info = data.get_info(config.dataset.name)  # UserError naming the datasets.
+  info = data.dataset_info(config.dataset)  # UserError naming the datasets.
   if num_classes is None:
     num_classes = info.num_classes
   model = eval_network.build_augment_model(config.model, spec, num_classes)

@@ -37,13 +37,13 @@ from darts_jax.train import steps
 
 def evaluate(config, genotype: str, weights_path: str, out: str | None = None) -> dict:
   """Test-split loss, top-1 and top-5 accuracy of the PyTorch weights."""
-  info = data.get_info(config.dataset.name)
+  info = data.dataset_info(config.dataset)
   model, variables = torch_layout.import_weights(
       config.model, genotype, info.num_classes, info.image_shape,
       torch_layout.read_state_dict(weights_path))
   if out:
     np.savez(out, **traverse_util.flatten_dict(variables, sep='/'))
-  source = data.load_source(config.dataset.name, 'test', config.dataset.data_dir)
+  source = data.load_split(config.dataset, 'test')
   mesh = parallel.make_mesh()
   state = parallel.replicate(variables, mesh)
   eval_step = parallel.jit(steps.make_test_step(model, info))

@@ -20,17 +20,17 @@ from darts_jax.train import search
 def first_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('run_a'))
   splits = []
-  real_load = data.load_source
+  real_load = data.load_split
 
-  def recording_load(name, split, *args, **kwargs):
+  def recording_load(dataset_config, split, *args, **kwargs):
     splits.append(split)
-    return real_load(name, split, *args, **kwargs)
+    return real_load(dataset_config, split, *args, **kwargs)
 
-  data.load_source = recording_load
+  data.load_split = recording_load
   try:
     result = search.search(configs.search_tiny_config(), workdir)
   finally:
-    data.load_source = real_load
+    data.load_split = real_load
   return workdir, result, splits
 
 

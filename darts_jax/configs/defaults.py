@@ -24,8 +24,10 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   # ImageNet: 0.125) and the rest of it; a path reads a split file (AutoDL-Projects'
   # NAS-Bench-201 `cifar-split.txt`, see data.file_split). An epoch is one pass over
   # search-train; a smaller search-val is cycled.
+  # image_size 0: the data's own size (else a square resize); test_fraction: the held-out
+  # part of a dataset without a test split (darts_jax/data/sources.py).
   config.dataset = dict(name='cifar10', data_dir='', search_split='ordered', train_portion=0.5,
-                        search_subset=1.0)
+                        search_subset=1.0, image_size=0, test_fraction=0.2)
   config.search_space = dict(primitives=tuple(PRIMITIVES), steps=4, multiplier=4,
                              name='darts',  # A registered space: darts_jax.spaces.names().
                              benchmark_path='', benchmark_dataset='cifar10')  # nb201 only.
@@ -72,7 +74,8 @@ def augment_config() -> ml_collections.ConfigDict:
   config.mode = 'augment'
   config.seed = 0
   config.genotype = 'DARTS_V2'
-  config.dataset = dict(name='cifar10', data_dir='')  # '': as in search_config.
+  config.dataset = dict(name='cifar10', data_dir='', image_size=0,
+                        test_fraction=0.2)  # As in search_config.
   config.model = dict(
       network='cifar', init_channels=36, layers=20, auxiliary=True, auxiliary_weight=0.4,
       drop_path_prob=0.2,  # Final value; the trainer ramps it from 0.

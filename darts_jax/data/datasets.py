@@ -53,22 +53,29 @@ class DatasetInfo:
   std: tuple[float, ...]
   num_train: int
   num_test: int
+  # The name of each label index, where known (() for cifar100 and imagenet2012).
+  class_names: tuple[str, ...] = ()
 
 
+_DIGIT_NAMES = tuple(str(i) for i in range(10))
 _INFOS: dict[str, DatasetInfo] = {
     'digits': DatasetInfo('digits', 10, (8, 8, 1), (0.3053,), (0.3759,),
-                          1437, 360),
+                          1437, 360, _DIGIT_NAMES),
     # The DARTS code's CIFAR_MEAN and CIFAR_STD (its `cnn/utils.py`).
     'cifar10': DatasetInfo('cifar10', 10, (32, 32, 3),
                            (0.49139968, 0.48215827, 0.44653124),
-                           (0.24703233, 0.24348505, 0.26158768), 50000, 10000),
+                           (0.24703233, 0.24348505, 0.26158768), 50000, 10000,
+                           ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
+                            'frog', 'horse', 'ship', 'truck')),
     'cifar100': DatasetInfo('cifar100', 100, (32, 32, 3),
                             (0.5071, 0.4865, 0.4409),
                             (0.2673, 0.2564, 0.2762), 50000, 10000),
     'mnist': DatasetInfo('mnist', 10, (28, 28, 1), (0.1307,), (0.3081,),
-                         60000, 10000),
+                         60000, 10000, _DIGIT_NAMES),
     'fashion_mnist': DatasetInfo('fashion_mnist', 10, (28, 28, 1), (0.2860,),
-                                 (0.3530,), 60000, 10000),
+                                 (0.3530,), 60000, 10000,
+                                 ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
+                                  'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')),
     'imagenet2012': DatasetInfo('imagenet2012', 1000, (224, 224, 3),
                                 (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
                                 1281167, 50000),

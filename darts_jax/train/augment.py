@@ -58,7 +58,7 @@ def make_train_step(model, config, info, steps_per_epoch: int):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (or resumes) config.genotype; writes metrics, checkpoints and result.json."""
   # Setup: the config is read here, once.
-  info = data.get_info(config.dataset.name)
+  info = data.dataset_info(config.dataset)
   mesh = parallel.make_mesh()
   checks.check_evaluation(config, mesh.size, jax.process_count())
   space_name = config.get('search_space', {}).get('name', '')
@@ -68,9 +68,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpoint.prepare_workdir(workdir, config, mode='augment', write=is_main)
 
   # Data: the whole train split for training, the test split for evaluation.
-  train_source = data.load_source(config.dataset.name, 'train', config.dataset.data_dir,
-                                  seed=config.seed, color_jitter=config.train.color_jitter)
-  test_source = data.load_source(config.dataset.name, 'test', config.dataset.data_dir)
+  train_source = data.load_split(config.dataset, 'train', seed=config.seed,
+                                 color_jitter=config.train.color_jitter)
+  test_source = data.load_split(config.dataset, 'test')
   train_idx, test_idx = np.arange(len(train_source)), np.arange(len(test_source))
   batch = config.train.batch_size
   steps_per_epoch = len(train_idx) // batch

@@ -112,8 +112,7 @@ class SearchData:
   @classmethod
   def from_config(cls, config) -> SearchData:
     """An epoch is one pass over search-train; a smaller search-val is cycled."""
-    source = data.load_source(config.dataset.name, 'train', config.dataset.data_dir,
-                              seed=config.seed)
+    source = data.load_split(config.dataset, 'train', seed=config.seed)
     split = config.dataset.get('search_split', 'ordered')
     subset = config.dataset.get('search_subset', 1.0)
     portion = config.dataset.train_portion

@@ -89,7 +89,7 @@ def search_population(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) len(config.seeds) searches in one program (see the module doc)."""
   # Setup: the config is read here, once.
   seeds = check_seeds(config.seeds, jax.process_count())
-  info = data.get_info(config.dataset.name)
+  info = data.dataset_info(config.dataset)
   mesh = parallel.make_population_mesh(len(seeds))
   search_parts = parts.check_config(config, info, mesh.shape[parallel.DATA_AXIS])
   space = search_parts.space

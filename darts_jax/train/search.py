@@ -28,7 +28,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.get('seeds', ()):
     return population.search_population(config, workdir)
   # Setup: the config is read here, once.
-  info = data.get_info(config.dataset.name)
+  info = data.dataset_info(config.dataset)
   mesh = parallel.make_mesh()
   search_parts = parts.check_config(config, info, mesh.size, jax.process_count())
   is_main = jax.process_index() == 0
