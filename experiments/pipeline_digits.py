@@ -1,25 +1,31 @@
-"""The README's main job: search on digits, then train the derived cell and a random cell.
+"""The README's main job: 4 searches on digits in one program, then every seed's derived
+cell and a random cell per seed trained from scratch, compared as the papers compare.
 
 Command:
   python -m darts_jax.main --config=experiments/pipeline_digits.py --workdir=workdirs/digits
 
 Stages (each in its own subdirectory of the workdir, each resumable):
-  search/   experiments/search_digits.py (2-cell supernet, 8 ops, 20 epochs, first order);
-  augment/  the derived genotype trained from scratch (experiments/augment_digits.py);
-  random/   a random cell of the same space, same training: the baseline every NAS paper
-            compares with.
-Prints the derived genotype, the search's validation accuracy and both test accuracies;
-writes result.json and report.html at the workdir's root.
-Expected (2-core AMD EPYC, 2026-12-07, no compilation cache): 1 min 54 s in all; search
-val 0.944, derived cell 0.933, random cell 0.933 (docs/history.md, "The demo's numbers
-over the sessions").
+  search/          experiments/search_digits.py (2-cell supernet, 8 ops, 20 epochs, first
+                   order) for seeds 0-3 at once (config.search.seeds);
+  augment/seed_s/  seed s's derived genotype trained from scratch (experiments/augment_digits.py,
+                   training seed s);
+  random/seed_s/   a random cell of the same space (drawn with seed s), same training: the
+                   baseline every NAS paper compares with.
+Prints the per-seed table, mean +- std of the search's validation accuracy, of both test
+accuracies and parameter counts, the paired t-test of searched against random cells and a
+plain verdict; writes result.json and report.html at the workdir's root.
+Expected: @@EXPECTED@@
+`--config.search.seeds="()"` runs the single-seed pipeline of config.search.seed.
 """
 
 import ml_collections
 
 from darts_jax import configs
 
+SEEDS = (0, 1, 2, 3)
+
 
 def get_config(arg: str = 'first') -> ml_collections.ConfigDict:
-  return configs.pipeline_config(configs.search_digits_config(arg),
-                                 configs.augment_digits_config())
+  search = configs.search_digits_config(arg)
+  search.seeds = SEEDS
+  return configs.pipeline_config(search, configs.augment_digits_config())
