@@ -171,7 +171,7 @@ def measure_step(step, state, batches) -> dict:
       'step_temp_mb': round(mem.temp_size_in_bytes / 2**20, 1) if mem else None,
       'step_argument_mb': round(mem.argument_size_in_bytes / 2**20, 1) if mem else None,
       'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-      'loss_finite': bool(np.isfinite(m['train_loss'])),
+      'loss_finite': bool(np.all(np.isfinite(m['train_loss']))),
       'load_avg_1min': round(os.getloadavg()[0], 2),
   }
 

@@ -65,6 +65,10 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
   # batches (for paired studies); else each its own.
   config.seeds = ()
   config.shared_data_order = False
+  # A search under a budget (darts_jax/train/budget.py): kind 'params', 'macs' or 'latency';
+  # weight > 0: the expected cost in the alpha loss; target > 0: a hard limit on the derived
+  # cell. 0 and 0: no budget.
+  config.budget = dict(kind='params', weight=0.0, target=0.0)
   return config
 
 

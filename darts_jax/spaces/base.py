@@ -192,6 +192,16 @@ class SearchSpace(abc.ABC):
     del arch
     return {}
 
+  def op_costs(self, kind: str, image_shape, batch_size: int) -> dict[str, np.ndarray]:
+    """Per cell type, [num_edges, num_ops]: the cost of each op on each edge (kind:
+    'params', 'macs' or 'latency', see `darts_jax.spaces.costs`), for a search under a
+    budget."""
+    del kind, image_shape, batch_size
+    from darts_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+    raise UserError(f'the {self.name} space has no op costs, which config.budget needs; '
+                    'give the space an op_costs method or set config.budget.weight and '
+                    'target to 0')
+
   # --- Derived helpers. ------------------------------------------------------
 
   @property

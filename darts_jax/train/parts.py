@@ -22,7 +22,9 @@ from darts_jax.methods.base import EpochEnd, Forward, SearchEnd
 from darts_jax.nn import initializers
 from darts_jax.runtime import checkpoint
 from darts_jax.runtime import preemption
+from darts_jax.train import budget as budget_lib
 from darts_jax.train import checks
+from darts_jax.train import outputs
 from darts_jax.train import settings
 from darts_jax.train import steps
 
@@ -40,9 +42,11 @@ class SearchParts:
   crop_padding: int
   dtype: Any
   track_running_stats: bool
+  budget: Any = None  # A budget.Budget, or None.
 
   @classmethod
-  def from_config(cls, config, num_classes: int) -> SearchParts:
+  def from_config(cls, config, num_classes: int, info=None) -> SearchParts:
+    """`info` (the dataset's DatasetInfo) is needed for a budget's op costs."""
     space = spaces.from_config(config)
     method = methods.from_config(config, space)
     return cls(space=space, method=method,
@@ -51,7 +55,15 @@ class SearchParts:
                model=space.supernet(num_classes, method.supernet_options()),
                seed=config.seed, crop_padding=config.train.crop_padding,
                dtype=settings.compute_dtype(config.model),
-               track_running_stats=config.model.get('track_running_stats', True))
+               track_running_stats=config.model.get('track_running_stats', True),
+               budget=None if info is None else budget_lib.Budget.from_config(config, space,
+                                                                               info))
+
+  def derive(self, weights: dict):
+    """The space's derivation of the method's weights, within the budget's target."""
+    if self.budget is None:
+      return self.space.derive(weights)
+    return self.budget.derive(self.space, weights)
 
   def init_state(self, image_shape, seed: int | None = None) -> dict:
     """Weights, batch statistics, alphas and both optimizer states, all explicit (of the
@@ -80,7 +92,7 @@ class SearchParts:
     (steps.make_search_step)."""
     return steps.make_search_step(
         self.model, self.method, self.weight_opt, self.arch_opt,
-        seed=self.seed if seeded else None, info=info,
+        seed=self.seed if seeded else None, info=info, budget=self.budget,
         crop_padding=self.crop_padding, steps_per_epoch=steps_per_epoch, dtype=self.dtype,
         track_running_stats=self.track_running_stats)
 
@@ -92,7 +104,7 @@ class SearchParts:
 
 def check_config(config, info, num_devices: int = 1, process_count: int = 1) -> SearchParts:
   """Reads a search config's pieces and checks them (UserError naming the fix)."""
-  parts = SearchParts.from_config(config, info.num_classes)
+  parts = SearchParts.from_config(config, info.num_classes, info)
   checks.check_search(config, info, parts.space, parts.method, parts.arch_opt, num_devices,
                       process_count)
   return parts
@@ -162,9 +174,10 @@ def end_of_epoch(parts: SearchParts, epoch: int, alphas: dict, line: dict, write
                  workdir: str, write: bool):
   """The derived architecture of an epoch's alphas, its outputs (when `write`) and the
   method's end-of-epoch decision: (arch, stop)."""
-  from darts_jax.train import outputs  # pylint: disable=g-import-not-at-top
   weights = parts.method.derivation_weights(alphas)
-  arch = parts.space.derive(weights)
+  arch = parts.derive(weights)
+  if parts.budget is not None:
+    line[f'derived_{parts.budget.kind}'] = parts.budget.cost(parts.space, arch)
   if write:
     for cell, w in weights.items():
       writer.write_alphas(step, cell, w, list(parts.space.primitives), parts.space.edges())
@@ -179,7 +192,9 @@ def search_result(parts: SearchParts, alphas: dict, seed: int, validation_accura
   alphas, method_result = parts.method.end_of_search(SearchEnd(alphas, seed,
                                                                validation_accuracy))
   alphas = jax.device_get(alphas)
-  arch = parts.space.derive(parts.method.derivation_weights(alphas))
+  arch = parts.derive(parts.method.derivation_weights(alphas))
   result = {'genotype': parts.space.to_text(arch), 'val_acc': val_acc, 'epochs': epochs,
             'method': parts.method.name, **method_result, **parts.space.benchmark(arch)}
+  if parts.budget is not None:
+    result[f'derived_{parts.budget.kind}'] = parts.budget.cost(parts.space, arch)
   return arch, alphas, result

@@ -90,7 +90,8 @@ def no_alpha_grad(order, loss_fn, params, alphas, train_batch, val_batch, *unuse
 
 
 def make_search_step(model, method, weights, arch, *, seed, info, crop_padding: int,
-                     steps_per_epoch: int, dtype, track_running_stats: bool = True):
+                     steps_per_epoch: int, dtype, track_running_stats: bool = True,
+                     budget=None):
   """One jitted bilevel step: an alpha step on a validation batch and a weight step.
 
   DARTS order (arch.update_order 'alphas_first'): the alpha step at the current weights,
@@ -102,7 +103,9 @@ def make_search_step(model, method, weights, arch, *, seed, info, crop_padding: 
 
   `seed` (an int) keys every step's randomness, fold_in(key(seed), step); with seed=None
   the step takes the seed as its first argument, `step(seed, state, train, val)`, so
-  that a population of searches can map it over a seed axis.
+  that a population of searches can map it over a seed axis. `budget` (a
+  `train.budget.Budget`) adds its penalty, under the alpha step's edge weights, to the
+  alpha step's loss.
   """
   a_tx = arch.optimizer()
   alpha_grad = architect.alpha_grad if method.trains_alphas else no_alpha_grad
@@ -140,6 +143,10 @@ def make_search_step(model, method, weights, arch, *, seed, info, crop_padding: 
       if method.regularizer(state['alphas'], epoch) is not None:
         a_grads = jax.tree.map(jnp.add, a_grads, jax.grad(
             lambda alphas: method.regularizer(alphas, epoch))(state['alphas']))
+      if budget is not None:
+        a_grads = jax.tree.map(jnp.add, a_grads, jax.grad(lambda alphas: budget.penalty(
+            method.edge_weights(alphas, Forward.ALPHA_STEP, k_arch_val, epoch)))(
+                state['alphas']))
       a_updates, a_opt = a_tx.update(a_grads, state['alpha_opt'], state['alphas'])
       alphas = optax.apply_updates(state['alphas'], a_updates)
       # The running BN statistics (used by the evaluation pass only) move with each

@@ -21,6 +21,7 @@ from darts_jax.errors import UserError
 from darts_jax.nn import conv
 from darts_jax.spaces import mixed_edges
 from darts_jax.spaces.base import CellGraph, GraphEdge, SearchSpace, SupernetOptions
+from darts_jax.spaces.darts import cost
 from darts_jax.spaces.darts import eval_network
 from darts_jax.spaces.darts import genotype as genotype_lib
 from darts_jax.spaces.darts import genotype_text
@@ -191,6 +192,9 @@ class DartsSpace(SearchSpace):
         depthwise_impl=self.depthwise_impl, options=options, cell_impl=self.cell_impl,
         remat=self.remat, strided_input_by_switch=self.strided_input_by_switch,
         stem=self.stem)
+
+  def op_costs(self, kind: str, image_shape, batch_size: int) -> dict[str, np.ndarray]:
+    return cost.op_costs(self, kind, image_shape, batch_size)
 
   def derive(self, weights: Mapping[str, np.ndarray]) -> Genotype:
     return genotype_lib.derive_from_weights(weights, self.primitives, self.steps,

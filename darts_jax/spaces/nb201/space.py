@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from darts_jax.errors import UserError
+from darts_jax.spaces import costs
 from darts_jax.spaces.base import CellGraph, GraphEdge, SearchSpace, SupernetOptions
 from darts_jax.spaces.darts.space import check_image_size
 from darts_jax.spaces.nb201 import arch as arch_lib
@@ -141,6 +142,34 @@ class Nb201Space(SearchSpace):
     (k,) = jax.random.split(key, 1)
     return {'normal': jax.nn.one_hot(jax.random.randint(k, (self.num_edges,), 0, num_ops),
                                      num_ops, dtype=jnp.float32)}
+
+  def op_costs(self, kind: str, image_shape, batch_size: int) -> dict[str, np.ndarray]:
+    """nor_conv_kxk: k*k*C*C weights (+ its BN's 2C) and k*k*C*C*H*W multiply-adds; the
+    other ops none (pooling and additions are not counted, as the DARTS summary); latency
+    measured. Summed over the cells of each stage (C, 2C, 4C at H, H/2, H/4)."""
+    if kind not in costs.KINDS:
+      raise UserError(f'unknown config.budget.kind {kind!r}; use one of {costs.KINDS}')
+    table = np.zeros((self.num_edges, len(self.primitives)))
+    size, channels = image_shape[0], self.init_channels
+    for stage in range(3):
+      if stage:
+        size, channels = -(-size // 2), channels * 2
+      for k, op in enumerate(self.primitives):
+        kernel = {'nor_conv_1x1': 1, 'nor_conv_3x3': 3}.get(op)
+        if kind == 'latency' and op in ('avg_pool_3x3',) + tuple(
+            p for p in self.primitives if p.startswith('nor_conv')):
+          make = (lambda: networks.AvgPool(1)) if kernel is None else (
+              lambda kernel=kernel, channels=channels: networks.NorConv(channels, kernel, 1, 1,
+                                                                        affine=True))
+          value = costs.op_latency_ms(f'nb201:{op}', make, (batch_size, size, size, channels))
+        elif kernel is None:
+          value = 0.0
+        elif kind == 'params':
+          value = kernel * kernel * channels * channels + 2 * channels
+        else:
+          value = kernel * kernel * channels * channels * size * size
+        table[:, k] += self.cells_per_stage * value
+    return {'normal': table}
 
   def benchmark(self, arch: Arch) -> dict:
     return benchmark.benchmark_accuracy(arch, self.benchmark_path, self.benchmark_dataset)
