@@ -176,7 +176,7 @@ jax.config.update('jax_compilation_cache_dir', sys.argv[1])
 from darts_jax import configs, data
 from darts_jax.methods.base import Forward
 from darts_jax.runtime import parallel
-from darts_jax.train import search, steps
+from darts_jax.train import parts as train_parts, steps
 
 assert jax.device_count() == 8, jax.devices()
 config = configs.search_tiny_config()

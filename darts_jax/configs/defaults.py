@@ -5,6 +5,12 @@ import ml_collections
 from darts_jax import methods
 from darts_jax.spaces.darts.genotype import PRIMITIVES
 
+def batch_size(value: int) -> ml_collections.FieldReference:
+  """config.train.batch_size: an integer, or 'auto' on the command line (the largest
+  batch whose compiled step fits the device's memory; darts_jax/runtime/memory.py)."""
+  return ml_collections.FieldReference(value, field_type=object)
+
+
 SEARCH_ORDERS = {'first': 'first', 'second': 'second_exact', 'second_fd': 'second_fd'}
 
 
@@ -43,7 +49,7 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
                       # False: no running BN statistics; evaluation normalizes with the
                       # batch's own (PyTorch's track_running_stats=False, AutoDL's BN=0).
                       track_running_stats=True)
-  config.train = dict(batch_size=64, epochs=50, lr=0.025, lr_min=0.001, momentum=0.9,
+  config.train = dict(batch_size=batch_size(64), epochs=50, lr=0.025, lr_min=0.001, momentum=0.9,
                       weight_decay=3e-4, grad_clip=5.0, crop_padding=4,
                       nesterov=False,  # True: torch.optim.SGD(nesterov=True) (AutoDL).
                       warmup_epochs=0)  # > 0: epoch e's lr times (e + 1) / warmup_epochs.
@@ -55,6 +61,10 @@ def search_config(order: str = 'first') -> ml_collections.ConfigDict:
                      share_train_grad=False,
                      # 'alphas_first' (DARTS) or 'weights_first' (GDAS; first order only).
                      update_order='alphas_first')
+  # The compiled step's bytes are checked against this before the first step (0: the
+  # device's memory, a CPU's physical memory); a batch over it stops with the largest
+  # batch that fits.
+  config.memory_limit_gb = 0.0
   config.eval_batch_size = 256
   config.max_steps_per_epoch = -1  # > 0 caps the steps of every epoch (smoke runs).
   # Checkpoints: every N steps (0: epoch ends only) and at every epoch end; last K kept.
@@ -85,13 +95,17 @@ def augment_config() -> ml_collections.ConfigDict:
       drop_path_prob=0.2,  # Final value; the trainer ramps it from 0.
       compute_dtype='float32')  # Or 'bfloat16' (params stay float32).
   config.train = dict(
-      batch_size=96, epochs=600, lr=0.025,
+      batch_size=batch_size(96), epochs=600, lr=0.025,
       lr_schedule='cosine',  # Or 'exponential': lr * lr_decay ** epoch.
       lr_min=0.0, lr_decay=0.97, momentum=0.9, weight_decay=3e-4,
       grad_clip=5.0,  # <= 0: no clipping.
       nesterov=False,  # True: torch.optim.SGD(nesterov=True) (NAS-Bench-201's recipe).
       label_smoothing=0.0, cutout=16, crop_padding=4,
       color_jitter=())  # ImageNet only: (brightness, contrast, saturation, hue) or ().
+  # The compiled step's bytes are checked against this before the first step (0: the
+  # device's memory, a CPU's physical memory); a batch over it stops with the largest
+  # batch that fits.
+  config.memory_limit_gb = 0.0
   config.eval_batch_size = 256
   config.max_steps_per_epoch = -1  # > 0 caps the steps of every epoch (smoke runs).
   # Checkpoints: every N steps (0: epoch ends only) and at every epoch end; last K kept.

@@ -152,6 +152,22 @@ def compiler_options(cpu_opt_level: int = CPU_BACKEND_OPT_LEVEL,
           'xla_cpu_opt_preset': cpu_opt_preset}
 
 
+def compile_ahead(fn, args, **jit_kwargs):
+  """`jax.jit(fn)` compiled for `args` (arrays or jax.ShapeDtypeStruct with shardings)
+  before any step runs; with several processes, all finish compiling before any runs
+  (see `jit`)."""
+  jit_kwargs.setdefault('compiler_options', compiler_options())
+  compiled = jax.jit(fn, **jit_kwargs).lower(*args).compile()
+  wait_for_all_processes(f'compiled {getattr(fn, "__name__", "fn")} {next(_COMPILES)}')
+  return compiled
+
+
+def abstract(tree):
+  """Shapes, dtypes and shardings of a tree of arrays (for `compile_ahead`)."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                      tree)
+
+
 def jit(fn, **jit_kwargs):
   """`jax.jit(fn)`; with several processes, all compile before any runs.
 

@@ -72,13 +72,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                  color_jitter=config.train.color_jitter)
   test_source = data.load_split(config.dataset, 'test')
   train_idx, test_idx = np.arange(len(train_source)), np.arange(len(test_source))
-  batch = config.train.batch_size
-  steps_per_epoch = len(train_idx) // batch
-  if steps_per_epoch == 0:
-    raise UserError(f'config.train.batch_size {batch} is larger than the '
-                    f'{len(train_idx)} training examples')
-  if config.max_steps_per_epoch > 0:
-    steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+
+  def steps_per_epoch_of(batch: int) -> int:
+    if len(train_idx) < batch:
+      raise UserError(f'config.train.batch_size {batch} is larger than the '
+                      f'{len(train_idx)} training examples')
+    steps = len(train_idx) // batch
+    return min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch > 0 else steps
+
+  batch = settings.batch_size(config.train)
+  if batch is not None:
+    steps_per_epoch_of(batch)
 
   # Model and state (resumed from the newest readable checkpoint, if any).
   state = init_state(model, info.image_shape, config.seed)
@@ -87,9 +91,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = parallel.replicate(state, mesh)
   state, meta = checkpoint.restore_latest(workdir, state)
 
-  # Steps.
-  train_step = parallel.jit(make_train_step(model, config, info, steps_per_epoch),
-                            donate_argnums=(0,))
+  # Steps: the training step compiled before the first (and checked against the device's
+  # memory; config.train.batch_size 'auto' picks the largest batch that fits).
+  data_parts = [(train_source, train_idx, config.seed)]
+  train_step, batch = loop.compile_step(
+      lambda b: make_train_step(model, config, info, steps_per_epoch_of(b)), state,
+      data_parts, parallel.shard_batch, mesh, batch, len(train_idx),
+      config.get('memory_limit_gb', 0.0))
+  steps_per_epoch = steps_per_epoch_of(batch)
   test_step = parallel.jit(steps.make_test_step(model, info))
 
   def test(state):
@@ -113,7 +122,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   every, keep = preemption.checkpoint_settings(config)
   run = loop.run_epochs(loop.Loop(
-      workdir=workdir, step=train_step, parts=[(train_source, train_idx, config.seed)],
+      workdir=workdir, step=train_step, parts=data_parts,
       batch_size=batch, steps_per_epoch=steps_per_epoch, epochs=config.train.epochs,
       end_epoch=config.train.epochs, end_of_epoch=end_of_epoch, hint='lower config.train.lr',
       checkpoint_every=every, checkpoints_to_keep=keep), state, meta, mesh)

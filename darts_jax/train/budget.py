@@ -20,6 +20,7 @@ import numpy as np
 
 from darts_jax.errors import UserError
 from darts_jax.spaces import costs
+from darts_jax.train import settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +34,9 @@ class Budget:
   @classmethod
   def from_config(cls, config, space, info) -> Budget | None:
     """The budget of a search config, or None (weight and target 0: no budget)."""
-    settings = config.get('budget', {})
-    kind = settings.get('kind', 'params')
-    weight, target = float(settings.get('weight', 0.0)), float(settings.get('target', 0.0))
+    fields = config.get('budget', {})
+    kind = fields.get('kind', 'params')
+    weight, target = float(fields.get('weight', 0.0)), float(fields.get('target', 0.0))
     if weight < 0 or target < 0:
       raise UserError(f'config.budget.weight and target must be >= 0 (0: off), got {weight}, '
                       f'{target}')
@@ -43,7 +44,8 @@ class Budget:
       raise UserError(f'unknown config.budget.kind {kind!r}; use one of {costs.KINDS}')
     if weight == 0 and target == 0:
       return None
-    tables = space.op_costs(kind, info.image_shape, config.train.batch_size)
+    batch = settings.batch_size(config.train) or settings.LATENCY_BATCH_FOR_AUTO
+    tables = space.op_costs(kind, info.image_shape, batch)
     scale = float(sum(t.max(axis=1).sum() for t in tables.values())) or 1.0
     return cls(kind, weight, target, {c: np.asarray(t, np.float32) for c, t in tables.items()},
                scale)

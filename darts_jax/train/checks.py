@@ -18,10 +18,14 @@ from darts_jax.train import settings
 def check_common(config, num_devices: int, process_count: int) -> None:
   """What a search and an evaluation config share: batches, epochs, SGD, seed, dtype."""
   t = config.train
-  for name in ('batch_size', 'epochs'):
-    if t[name] <= 0:
-      raise UserError(f'config.train.{name} must be positive, got {t[name]}')
-  parallel.check_batch(t.batch_size, num_devices, process_count)
+  if t.epochs <= 0:
+    raise UserError(f'config.train.epochs must be positive, got {t.epochs}')
+  batch = settings.batch_size(t)
+  if batch is not None:
+    parallel.check_batch(batch, num_devices, process_count)
+  if config.get('memory_limit_gb', 0.0) < 0:
+    raise UserError(f'config.memory_limit_gb must be >= 0 (0: the device\'s memory), got '
+                    f'{config.memory_limit_gb}')
   parallel.check_batch(config.eval_batch_size, num_devices, process_count,
                        'config.eval_batch_size')
   check_compute_dtype(config.model)

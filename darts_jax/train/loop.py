@@ -21,6 +21,7 @@ import numpy as np
 from darts_jax import data
 from darts_jax.data import loader as data_loader
 from darts_jax.runtime import checkpoint
+from darts_jax.runtime import memory
 from darts_jax.runtime import metrics
 from darts_jax.runtime import parallel
 from darts_jax.runtime import preemption
@@ -56,6 +57,64 @@ class Loop:
 class LoopResult:
   state: Any
   preempted: Optional[dict] = None  # The result to return when SIGTERM stopped the run.
+
+
+def example_batches(parts, batch_size: int, shard: Callable, mesh) -> list:
+  """One step's batches at `batch_size`, as shapes, dtypes and shardings: `shard` places
+  one row per device and its batch axis is scaled (a population's is axis 1)."""
+  data_devices = mesh.shape[parallel.DATA_AXIS]
+  local = max(data_devices // jax.process_count(), 1)
+  out = []
+  for source, indices, seeds in parts:
+    images, labels = source.get(np.asarray(indices[:1]))
+    stack = len(seeds) if isinstance(seeds, (tuple, list)) else 0
+    host = {'image': images, 'label': labels}
+    host = {k: np.zeros(((stack,) if stack else ()) + (local,) + v.shape[1:], v.dtype)
+            for k, v in host.items()}
+    axis = 1 if stack else 0
+
+    def scaled(x, axis=axis):
+      shape = list(x.shape)
+      shape[axis] = batch_size
+      return jax.ShapeDtypeStruct(tuple(shape), x.dtype, sharding=x.sharding)
+
+    out.append(jax.tree.map(scaled, shard(host, mesh)))
+  return out
+
+
+def compile_step(make_step: Callable[[int], Callable], state, parts, shard: Callable, mesh,
+                 batch_size, cap: int, limit_gb: float):
+  """(step, batch size): `make_step(batch)`'s step compiled for `state` and the batches of
+  `parts`, at `batch_size` or, for None ('auto'), the largest batch that fits the device's
+  memory (runtime.memory: a batch that does not fit is a UserError naming the largest that
+  does). A given batch is compiled and checked at the first call, so a resumed run that
+  has finished compiles nothing."""
+  multiple = np.lcm(mesh.shape[parallel.DATA_AXIS], jax.process_count())
+  state_shapes = parallel.abstract(state)
+
+  def compile_at(batch: int):
+    start = time.time()
+    compiled = parallel.compile_ahead(
+        make_step(batch), (state_shapes, *example_batches(parts, batch, shard, mesh)),
+        donate_argnums=(0,))
+    logging.info('compiled the step for batch %d in %.1f s: %s per device', batch,
+                 time.time() - start, memory.size(memory.needed_bytes(compiled)))
+    return compiled
+
+  def fit(batch):
+    return memory.fit_batch(compile_at, batch, memory.device_limit(limit_gb), int(multiple),
+                            cap)
+
+  if batch_size is None:
+    return fit(None)
+  compiled = []
+
+  def step(*args):
+    if not compiled:
+      compiled.append(fit(batch_size)[0])
+    return compiled[0](*args)
+
+  return step, batch_size
 
 
 def step_of(state) -> int:
@@ -108,7 +167,7 @@ def run_epochs(loop: Loop, state, meta, mesh) -> LoopResult:
           step += 1
           epoch_metrics.append(m)
           guard.add(step, m['finite'])
-          if first_step_seconds is None:  # Includes the compile in the first epoch.
+          if first_step_seconds is None:
             jax.block_until_ready(m)
             first_step_seconds = time.time() - loop_start
             rest_start = time.time()
@@ -124,6 +183,7 @@ def run_epochs(loop: Loop, state, meta, mesh) -> LoopResult:
         line, stop = loop.end_of_epoch(epoch, state, epoch_metrics.host(), writer)
         epoch_seconds = time.time() - epoch_start
         line.update({
+            'batch_size': loop.batch_size,  # config.train.batch_size='auto' picks it.
             'first_step_seconds': first_step_seconds,
             'step_seconds': (rest_seconds / (steps_run - 1) if steps_run > 1
                              else first_step_seconds),

@@ -120,6 +120,7 @@ class SearchData:
   steps_per_epoch: int
   split_digest: str
   unrecorded_digest: str  # The split a checkpoint from before splits were recorded had.
+  max_steps_per_epoch: int = -1  # > 0 caps the steps of every epoch.
 
   @classmethod
   def from_config(cls, config) -> SearchData:
@@ -129,17 +130,27 @@ class SearchData:
     subset = config.dataset.get('search_subset', 1.0)
     portion = config.dataset.train_portion
     train_idx, val_idx = data.search_indices(source, split, portion, config.seed, subset)
-    batch = config.train.batch_size
-    if min(len(train_idx), len(val_idx)) < batch:
+    split = cls(source, train_idx, val_idx, 0, 0, data.split_digest(train_idx, val_idx),
+                data.split_digest(*data.search_split_random(len(source), portion,
+                                                            config.seed, subset)),
+                config.max_steps_per_epoch)
+    batch = settings.batch_size(config.train)
+    return split if batch is None else split.with_batch(batch)
+
+  @property
+  def max_batch(self) -> int:
+    return min(len(self.train_idx), len(self.val_idx))
+
+  def with_batch(self, batch: int) -> SearchData:
+    """This split read in batches of `batch` (config.train.batch_size 'auto' is None until
+    runtime.memory picks one: then batch_size and steps_per_epoch are 0)."""
+    if self.max_batch < batch:
       raise UserError(f'config.train.batch_size {batch} is larger than the '
-                      f'{min(len(train_idx), len(val_idx))} examples of each search split')
-    steps_per_epoch = len(train_idx) // batch
-    if config.max_steps_per_epoch > 0:
-      steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    return cls(source, train_idx, val_idx, batch, steps_per_epoch,
-               data.split_digest(train_idx, val_idx),
-               data.split_digest(*data.search_split_random(len(source), portion, config.seed,
-                                                           subset)))
+                      f'{self.max_batch} examples of each search split')
+    steps_per_epoch = len(self.train_idx) // batch
+    if self.max_steps_per_epoch > 0:
+      steps_per_epoch = min(steps_per_epoch, self.max_steps_per_epoch)
+    return dataclasses.replace(self, batch_size=batch, steps_per_epoch=steps_per_epoch)
 
   def check_resumed(self, meta, workdir: str) -> None:
     """A restored checkpoint was written on this split."""

@@ -105,9 +105,20 @@ def search_population(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, meta = checkpoint.restore_latest(workdir, state)
   split.check_resumed(meta, workdir)
 
-  # Steps: the one-seed step and eval sums, mapped over the seed axis.
-  search_step = parallel.jit(population_step(search_parts, info, split.steps_per_epoch, seeds,
-                                             shared_order), donate_argnums=(0,))
+  # Steps: the one-seed step and eval sums, mapped over the seed axis; the step compiled
+  # before the first (and checked against the device's memory, as in `search`).
+  loader_seeds = [seeds[0] * 2 + k if shared_order else tuple(s * 2 + k for s in seeds)
+                  for k in (0, 1)]
+  data_parts = [(split.source, idx, loader_seed)
+                for idx, loader_seed in zip((split.train_idx, split.val_idx), loader_seeds)]
+  shard = parallel.shard_batch if shared_order else parallel.shard_seed_batches
+  search_step, batch = loop.compile_step(
+      lambda b, split=split: population_step(search_parts, info,
+                                             split.with_batch(b).steps_per_epoch, seeds,
+                                             shared_order),
+      state, data_parts, shard, mesh, split.batch_size or None, split.max_batch,
+      config.get('memory_limit_gb', 0.0))
+  split = split.with_batch(batch)
   one_eval = search_parts.eval_step(info)
   eval_step = parallel.jit(jax.vmap(one_eval, in_axes=(0, None, None)))
 
@@ -138,13 +149,10 @@ def search_population(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return spread.mean_line(list(last_lines.values())), all(stops)
 
   every, keep = preemption.checkpoint_settings(config)
-  loader_seeds = [seeds[0] * 2 + k if shared_order else tuple(s * 2 + k for s in seeds)
-                  for k in (0, 1)]
   try:
     run = loop.run_epochs(loop.Loop(
         workdir=workdir, step=search_step,
-        parts=[(split.source, idx, loader_seed)
-               for idx, loader_seed in zip((split.train_idx, split.val_idx), loader_seeds)],
+        parts=data_parts,
         batch_size=split.batch_size, steps_per_epoch=split.steps_per_epoch,
         epochs=config.train.epochs,
         end_epoch=parts.end_epoch(config, start_step, split.steps_per_epoch),
@@ -153,7 +161,7 @@ def search_population(config: ml_collections.ConfigDict, workdir: str) -> dict:
         jsonl_files=('metrics.jsonl',) + tuple(
             os.path.join(f'seed_{s}', name) for s in seeds
             for name in ('metrics.jsonl', 'genotypes.jsonl')),
-        shard=parallel.shard_batch if shared_order else parallel.shard_seed_batches,
+        shard=shard,
         seeds=seeds), state, meta, mesh)
   finally:
     for writer in writers.values():

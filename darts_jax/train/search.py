@@ -43,9 +43,16 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, meta = checkpoint.restore_latest(workdir, state)
   split.check_resumed(meta, workdir)
 
-  # Steps.
-  search_step = parallel.jit(search_parts.search_step(info, split.steps_per_epoch),
-                             donate_argnums=(0,))
+  # Steps: the search step compiled before the first (and checked against the device's
+  # memory; config.train.batch_size 'auto' picks the largest batch that fits).
+  data_parts = [(split.source, idx, config.seed * 2 + k)
+                for k, idx in enumerate((split.train_idx, split.val_idx))]
+  search_step, batch = loop.compile_step(
+      lambda b, split=split: search_parts.search_step(info, split.with_batch(b).steps_per_epoch),
+      state,
+      data_parts, parallel.shard_batch, mesh, split.batch_size or None, split.max_batch,
+      config.get('memory_limit_gb', 0.0))
+  split = split.with_batch(batch)
   eval_step = parallel.jit(search_parts.eval_step(info))
 
   def validate(state, indices=split.val_idx):
@@ -68,8 +75,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict:
   every, keep = preemption.checkpoint_settings(config)
   run = loop.run_epochs(loop.Loop(
       workdir=workdir, step=search_step,
-      parts=[(split.source, idx, config.seed * 2 + k)
-             for k, idx in enumerate((split.train_idx, split.val_idx))],
+      parts=data_parts,
       batch_size=split.batch_size, steps_per_epoch=split.steps_per_epoch,
       epochs=config.train.epochs,
       end_epoch=parts.end_epoch(config, loop.step_of(state),

@@ -115,3 +115,21 @@ def compute_dtype(model) -> jnp.dtype:
   if name not in COMPUTE_DTYPES:
     raise UserError(f'unknown config.model.compute_dtype {name!r}; use one of {COMPUTE_DTYPES}')
   return jnp.dtype(name)
+
+
+AUTO_BATCH = 'auto'
+# The batch per-op latencies are timed at (config.budget.kind='latency') when the
+# training batch is config.train.batch_size='auto', whose value is known only later.
+LATENCY_BATCH_FOR_AUTO = 64
+
+
+def batch_size(train) -> int | None:
+  """config.train.batch_size: a positive integer, or None for 'auto' (the largest batch
+  whose compiled step fits the device's memory)."""
+  value = train.batch_size
+  if value == AUTO_BATCH:
+    return None
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    raise UserError(f"config.train.batch_size must be a positive integer or '{AUTO_BATCH}', "
+                    f'got {value!r}')
+  return value

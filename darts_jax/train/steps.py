@@ -143,7 +143,7 @@ def make_search_step(model, method, weights, arch, *, seed, info, crop_padding: 
       if method.regularizer(state['alphas'], epoch) is not None:
         a_grads = jax.tree.map(jnp.add, a_grads, jax.grad(
             lambda alphas: method.regularizer(alphas, epoch))(state['alphas']))
-      if budget is not None:
+      if budget is not None and budget.weight > 0:  # A target alone: the plain program.
         a_grads = jax.tree.map(jnp.add, a_grads, jax.grad(lambda alphas: budget.penalty(
             method.edge_weights(alphas, Forward.ALPHA_STEP, k_arch_val, epoch)))(
                 state['alphas']))
