@@ -14,7 +14,10 @@ Stages (each in its own subdirectory of the workdir, each resumable):
 Prints the per-seed table, mean +- std of the search's validation accuracy, of both test
 accuracies and parameter counts, the paired t-test of searched against random cells and a
 plain verdict; writes result.json and report.html at the workdir's root.
-Expected: @@EXPECTED@@
+Expected (2-core Intel Xeon, 2026-12-08, no compilation cache): 6 min 40 s in all; search
+val_acc 0.9458 +- 0.0093, searched cells' test_acc 0.9431 +- 0.0070 against random cells'
+0.9326 +- 0.0095 (searched better in 3 of 4 seeds, paired t-test p = 0.108: "no
+significant difference"), 11686 +- 3052 against 27074 +- 7536 weights.
 `--config.search.seeds="()"` runs the single-seed pipeline of config.search.seed.
 """
 
